@@ -1,0 +1,1 @@
+"""Backends: the only modules (with facts/) that touch the host's firewall."""

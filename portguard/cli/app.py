@@ -1,0 +1,78 @@
+"""The typer app, its command registry, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from portguard.cli import check_cmd, render_cmd
+from portguard.errors import PortguardError
+
+__all__ = ["EXIT_CHANGES", "EXIT_DRIFT", "EXIT_ERROR", "EXIT_OK", "app", "main"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+EXIT_DRIFT = 3
+
+app = typer.Typer(
+    name="portguard",
+    help="Enforce a YAML allow-list of inbound ports with nftables or Windows Firewall.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    """Enforce a YAML allow-list of inbound ports with nftables or Windows Firewall."""
+
+
+# Each command module registers its commands here; keep one line per module.
+for module in (check_cmd, render_cmd):
+    module.register(app)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; every failure is one line on stderr and exit status 1 (no traceback)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        result = app(args=args, prog_name="portguard", standalone_mode=False)
+    except typer.Exit as stop:
+        return stop.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("portguard: aborted", file=sys.stderr)
+        return EXIT_ERROR
+    except typer.TyperException as usage:  # usage errors exit 1, not click's 2 (2 = changes)
+        show = getattr(usage, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"portguard: {usage.format_message()}", file=sys.stderr)
+        return EXIT_ERROR
+    except PortguardError as error:
+        if debug:
+            raise
+        print(_one_line(str(error)), file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:
+        if debug:
+            raise
+        print(
+            f"portguard: internal error: {type(error).__name__}: {_one_line(str(error))}"
+            " (rerun with --debug for a traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text else text

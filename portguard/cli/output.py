@@ -1,0 +1,26 @@
+"""Small helpers the commands share for writing to stdout and stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+from portguard.model import LintWarning
+
+__all__ = ["err", "out", "print_warnings"]
+
+
+def out(text: str) -> None:
+    """Write a line to stdout."""
+    print(text)
+
+
+def err(text: str) -> None:
+    """Write a line to stderr."""
+    print(text, file=sys.stderr)
+
+
+def print_warnings(warnings: Iterable[LintWarning]) -> None:
+    """Every lint warning on stderr, one line each."""
+    for warning in warnings:
+        err(str(warning))

@@ -1,0 +1,135 @@
+"""The policy as typed, frozen values: what the loader produces and every later stage reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network
+
+from portguard.errors import Location
+
+__all__ = [
+    "AllowRule",
+    "DefaultVerdict",
+    "IcmpMode",
+    "Limit",
+    "LintWarning",
+    "Network",
+    "Policy",
+    "PortRange",
+    "Proto",
+    "RateUnit",
+]
+
+Network = IPv4Network | IPv6Network
+
+MAX_PORT = 65535
+
+
+class Proto(StrEnum):
+    """A transport protocol an allow entry can name."""
+
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class DefaultVerdict(StrEnum):
+    """What happens to inbound traffic no rule accepts."""
+
+    DROP = "drop"
+    REJECT = "reject"
+
+
+class IcmpMode(StrEnum):
+    """Which ICMP / ICMPv6 messages are accepted (DESIGN §3)."""
+
+    ESSENTIAL = "essential"
+    ALL = "all"
+    NONE = "none"
+
+
+class RateUnit(StrEnum):
+    """The period of a `limit`."""
+
+    SECOND = "second"
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+
+    @property
+    def seconds(self) -> int:
+        """Length of the period in seconds."""
+        return {"second": 1, "minute": 60, "hour": 3600, "day": 86400}[self.value]
+
+
+@dataclass(frozen=True, order=True)
+class PortRange:
+    """An inclusive range of ports, first <= last, both in 1..65535."""
+
+    first: int
+    last: int
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.first <= port <= self.last
+
+    def overlaps(self, other: PortRange) -> bool:
+        """Whether the two ranges share at least one port."""
+        return self.first <= other.last and other.first <= self.last
+
+    def __str__(self) -> str:
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `count` new connections per `unit`, per source address."""
+
+    count: int
+    unit: RateUnit
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.unit.value}"
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """One `allow:` entry: which traffic it accepts, and where it was written."""
+
+    ports: tuple[PortRange, ...]
+    protos: tuple[Proto, ...]
+    sources: tuple[Network, ...] | None  # None: from anywhere
+    source_names: tuple[str, ...]  # the `from` items as written ("@office", "10.0.0.0/8")
+    interface: str | None
+    limit: Limit | None
+    comment: str | None
+    service: str | None
+    location: Location
+
+    def ports_text(self) -> str:
+        """The ports as a short string: "22", "80,443", "8000-8100"."""
+        return ",".join(str(r) for r in self.ports)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A whole, validated policy file."""
+
+    path: str
+    version: int
+    description: str | None
+    default: DefaultVerdict
+    icmp: IcmpMode
+    log: bool
+    sets: tuple[tuple[str, tuple[Network, ...]], ...]
+    allow: tuple[AllowRule, ...]
+
+
+@dataclass(frozen=True)
+class LintWarning:
+    """A legal but suspicious construct; reported, never fatal."""
+
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: warning: {self.message}"

@@ -1,0 +1,166 @@
+"""YAML to located nodes: syntax errors, duplicate keys and aliases become one-line errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import yaml
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from portguard.errors import Location, PolicyError
+
+__all__ = ["NodeReader", "compose_document", "decode_text"]
+
+MAX_POLICY_BYTES = 16 * 1024 * 1024
+
+
+def _mark_location(file: str, mark: yaml.Mark | None) -> Location:
+    if mark is None:
+        return Location(file, 1, 1)
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+def decode_text(file: str, data: bytes) -> str:
+    """Decode a policy file strictly as UTF-8; a bad byte is an error at its line and column."""
+    if len(data) > MAX_POLICY_BYTES:
+        raise PolicyError(Location(file, 1, 1), f"file is larger than {MAX_POLICY_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise PolicyError(
+            Location(file, line, col), f"not valid UTF-8 (byte 0x{data[exc.start]:02x})"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses aliases, so no document can expand to exponential size."""
+
+    policy_file = "<policy>"
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise PolicyError(
+                _mark_location(self.policy_file, event.start_mark),
+                "YAML aliases (*name) are not allowed in a policy; write the value out",
+            )
+        return super().compose_node(parent, index)
+
+
+def compose_document(file: str, text: str) -> Node:
+    """Compose the single YAML document in `text`; raise PolicyError on any syntax problem."""
+    loader = _NoAliasLoader(text)
+    loader.policy_file = file
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise PolicyError(_mark_location(file, mark), f"YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(Location(file, 1, 1), f"YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+    if root is None or (isinstance(root, ScalarNode) and root.tag.endswith(":null")):
+        raise PolicyError(Location(file, 1, 1), "policy is empty")
+    return root
+
+
+@dataclass
+class NodeReader:
+    """Reads typed values out of composed nodes, raising located errors; one per file."""
+
+    file: str
+    _constructor: yaml.constructor.SafeConstructor = field(
+        default_factory=yaml.constructor.SafeConstructor
+    )
+
+    def location(self, node: Node) -> Location:
+        """Where `node` starts in the file."""
+        return _mark_location(self.file, node.start_mark)
+
+    def error(self, node: Node, message: str) -> PolicyError:
+        """A PolicyError located at `node`."""
+        return PolicyError(self.location(node), message)
+
+    def scalar(self, node: Node) -> object:
+        """The Python value of a scalar node (int, bool, str, None, float, ...)."""
+        if not isinstance(node, ScalarNode):
+            raise self.error(node, f"expected a single value, found a {_kind(node)}")
+        return self._constructor.construct_object(node, deep=True)
+
+    def mapping(self, node: Node, what: str) -> dict[str, tuple[Node, Node]]:
+        """A mapping's entries as {key: (key node, value node)}; duplicate keys are an error."""
+        if not isinstance(node, MappingNode):
+            raise self.error(node, f"{what} must be a mapping, found a {_kind(node)}")
+        entries: dict[str, tuple[Node, Node]] = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node)
+            if not isinstance(key, str):
+                raise self.error(key_node, f"keys in {what} must be strings, found {key!r}")
+            if key in entries:
+                first = self.location(entries[key][0])
+                raise self.error(
+                    key_node, f"duplicate key '{key}' in {what} (first at line {first.line})"
+                )
+            entries[key] = (key_node, value_node)
+        return entries
+
+    def sequence(self, node: Node, what: str, *, allow_scalar: bool = False) -> list[Node]:
+        """A sequence's items; with `allow_scalar`, a lone value counts as a one-item list."""
+        if isinstance(node, SequenceNode):
+            return list(node.value)
+        if allow_scalar and isinstance(node, ScalarNode):
+            return [node]
+        raise self.error(node, f"{what} must be a list, found a {_kind(node)}")
+
+    def string(self, node: Node, what: str) -> str:
+        """A string value; numbers, booleans and nulls are an error."""
+        value = self.scalar(node)
+        if not isinstance(value, str):
+            raise self.error(node, f"{what} must be a string, found {_describe(value)}")
+        return value
+
+    def integer(self, node: Node, what: str) -> int:
+        """An integer value (booleans are not integers here)."""
+        value = self.scalar(node)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(node, f"{what} must be an integer, found {_describe(value)}")
+        return value
+
+    def boolean(self, node: Node, what: str) -> bool:
+        """A boolean value (true / false)."""
+        value = self.scalar(node)
+        if not isinstance(value, bool):
+            raise self.error(node, f"{what} must be true or false, found {_describe(value)}")
+        return value
+
+    def choice(self, node: Node, what: str, choices: tuple[str, ...]) -> str:
+        """A string that must be one of `choices`."""
+        value = self.string(node, what)
+        if value not in choices:
+            raise self.error(node, f"{what} must be one of {', '.join(choices)}; found '{value}'")
+        return value
+
+
+def _kind(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "mapping"
+    if isinstance(node, SequenceNode):
+        return "list"
+    return "single value"
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return f"'{value}'"

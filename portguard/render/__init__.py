@@ -1,0 +1,1 @@
+"""Renderers: a Policy to the text a backend applies (nftables, netsh, PowerShell, WinDivert)."""

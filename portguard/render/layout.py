@@ -1,0 +1,128 @@
+"""Target-neutral layout of a policy: merged port sets and disjoint (source, port) elements.
+
+Every renderer starts here, so that the collapsing of overlapping entries is done once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, collapse_addresses
+from itertools import pairwise
+
+from portguard.model import AllowRule, Network, Policy, PortRange, Proto
+
+__all__ = [
+    "PolicyLayout",
+    "SourcePorts",
+    "complement",
+    "layout_policy",
+    "merge_ranges",
+]
+
+
+@dataclass(frozen=True)
+class SourcePorts:
+    """A port range open to a collapsed list of source networks of one IP family."""
+
+    ports: PortRange
+    sources: tuple[Network, ...]
+
+
+@dataclass(frozen=True)
+class PolicyLayout:
+    """Plain entries (no from/interface/limit) merged per protocol; the rest kept per entry."""
+
+    open_ports: tuple[tuple[Proto, tuple[PortRange, ...]], ...]  # open to any source
+    sourced: tuple[tuple[Proto, int, tuple[SourcePorts, ...]], ...]  # (proto, family, elements)
+    special: tuple[tuple[int, AllowRule], ...]  # (1-based entry number, rule) with iface/limit
+
+    def open_for(self, proto: Proto) -> tuple[PortRange, ...]:
+        """The ports open to anyone for `proto`."""
+        return dict(self.open_ports).get(proto, ())
+
+    def sourced_for(self, proto: Proto, family: int) -> tuple[SourcePorts, ...]:
+        """The (sources, ports) elements for `proto` and IP `family` (4 or 6)."""
+        for p, f, elements in self.sourced:
+            if p is proto and f == family:
+                return elements
+        return ()
+
+
+def merge_ranges(ranges: Iterable[PortRange]) -> tuple[PortRange, ...]:
+    """Sorted, non-overlapping, non-adjacent ranges covering the same ports."""
+    merged: list[PortRange] = []
+    for r in sorted(ranges):
+        if merged and r.first <= merged[-1].last + 1:
+            last = merged[-1]
+            merged[-1] = PortRange(last.first, max(last.last, r.last))
+        else:
+            merged.append(r)
+    return tuple(merged)
+
+
+def complement(
+    ranges: Sequence[PortRange], low: int = 1, high: int = 65535
+) -> tuple[PortRange, ...]:
+    """The ports in low..high that `ranges` do not cover, as merged ranges."""
+    gaps: list[PortRange] = []
+    cursor = low
+    for r in merge_ranges(ranges):
+        if r.first > cursor:
+            gaps.append(PortRange(cursor, min(r.first - 1, high)))
+        cursor = max(cursor, r.last + 1)
+    if cursor <= high:
+        gaps.append(PortRange(cursor, high))
+    return tuple(g for g in gaps if g.first <= g.last)
+
+
+def layout_policy(policy: Policy) -> PolicyLayout:
+    """Split and merge the allow entries into the shapes every renderer needs."""
+    plain: dict[Proto, list[PortRange]] = {p: [] for p in Proto}
+    with_sources: dict[tuple[Proto, int], list[tuple[PortRange, Network]]] = {}
+    special: list[tuple[int, AllowRule]] = []
+    for number, rule in enumerate(policy.allow, start=1):
+        if rule.interface is not None or rule.limit is not None:
+            special.append((number, rule))
+            continue
+        for proto in rule.protos:
+            if rule.sources is None:
+                plain[proto].extend(rule.ports)
+                continue
+            for network in rule.sources:
+                bucket = with_sources.setdefault((proto, network.version), [])
+                bucket.extend((ports, network) for ports in rule.ports)
+    open_ports = tuple((p, merge_ranges(plain[p])) for p in Proto if plain[p])
+    sourced = tuple(
+        (proto, family, _disjoint(with_sources[(proto, family)]))
+        for proto in Proto
+        for family in (4, 6)
+        if (proto, family) in with_sources
+    )
+    return PolicyLayout(open_ports=open_ports, sourced=sourced, special=tuple(special))
+
+
+def _disjoint(pairs: list[tuple[PortRange, Network]]) -> tuple[SourcePorts, ...]:
+    """Cut the port axis at every range edge so that no two (ports, sources) elements overlap.
+
+    Interval sets in the kernel refuse overlapping elements; this also merges neighbours
+    with identical sources, so the element count stays close to the input's.
+    """
+    edges = sorted({r.first for r, _ in pairs} | {r.last + 1 for r, _ in pairs})
+    pieces: list[SourcePorts] = []
+    for start, stop in pairwise(edges):
+        covering = [net for r, net in pairs if r.first <= start and stop - 1 <= r.last]
+        if not covering:
+            continue
+        sources = _collapse_family(covering)
+        if pieces and pieces[-1].sources == sources and pieces[-1].ports.last == start - 1:
+            pieces[-1] = SourcePorts(PortRange(pieces[-1].ports.first, stop - 1), sources)
+        else:
+            pieces.append(SourcePorts(PortRange(start, stop - 1), sources))
+    return tuple(pieces)
+
+
+def _collapse_family(networks: list[Network]) -> tuple[Network, ...]:
+    v4 = [n for n in networks if isinstance(n, IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, IPv6Network)]
+    return tuple(collapse_addresses(v4)) + tuple(collapse_addresses(v6))

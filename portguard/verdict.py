@@ -1,0 +1,140 @@
+"""The one meaning of a policy (DESIGN §3): what happens to an inbound packet, in pure Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv6Address
+
+from portguard.model import AllowRule, DefaultVerdict, IcmpMode, Policy
+
+__all__ = [
+    "ESSENTIAL_ICMPV4",
+    "ESSENTIAL_ICMPV6",
+    "ESSENTIAL_ICMPV6_LINK_LOCAL",
+    "LINK_LOCAL_HOP_LIMIT",
+    "ConnState",
+    "Packet",
+    "PacketProto",
+    "Verdict",
+    "interface_matches",
+    "rule_matches",
+    "verdict",
+]
+
+LOOPBACK_INTERFACE = "lo"
+
+ESSENTIAL_ICMPV4 = frozenset(
+    {"echo-request", "destination-unreachable", "time-exceeded", "parameter-problem"}
+)
+# RFC 4890 §4.4.1 for a host: errors, echo, and multicast listener messages from anywhere ...
+ESSENTIAL_ICMPV6 = frozenset(
+    {
+        "destination-unreachable",
+        "packet-too-big",
+        "time-exceeded",
+        "parameter-problem",
+        "echo-request",
+        "mld-listener-query",
+        "mld-listener-report",
+        "mld-listener-done",
+        "mld2-listener-report",
+    }
+)
+# ... and neighbour discovery only when it cannot have been routed (hop limit 255).
+ESSENTIAL_ICMPV6_LINK_LOCAL = frozenset(
+    {"nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert"}
+)
+LINK_LOCAL_HOP_LIMIT = 255
+
+
+class Verdict(StrEnum):
+    """What the firewall does with a packet."""
+
+    ACCEPT = "accept"
+    DROP = "drop"
+    REJECT = "reject"
+
+
+class ConnState(StrEnum):
+    """Connection-tracking state of a packet."""
+
+    NEW = "new"
+    ESTABLISHED = "established"
+    RELATED = "related"
+    INVALID = "invalid"
+
+
+class PacketProto(StrEnum):
+    """The layer-4 protocol of a packet."""
+
+    TCP = "tcp"
+    UDP = "udp"
+    ICMP = "icmp"
+    ICMPV6 = "icmpv6"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Packet:
+    """An inbound packet, reduced to what the policy can look at."""
+
+    proto: PacketProto
+    source: IPv4Address | IPv6Address
+    interface: str
+    dport: int | None = None  # TCP/UDP destination port
+    state: ConnState = ConnState.NEW
+    icmp_type: str | None = None  # nftables' name for the ICMP / ICMPv6 type
+    hop_limit: int = 64
+    over_limit: bool = False  # the source has used up a `limit` it is subject to
+
+
+def verdict(policy: Policy, packet: Packet) -> Verdict:
+    """Accept when DESIGN §3's rules 1-4 accept the packet, else the policy's default."""
+    if packet.interface == LOOPBACK_INTERFACE:
+        return Verdict.ACCEPT
+    if packet.state is ConnState.INVALID:
+        return Verdict.DROP
+    if packet.state in (ConnState.ESTABLISHED, ConnState.RELATED):
+        return Verdict.ACCEPT
+    if _icmp_allowed(policy.icmp, packet):
+        return Verdict.ACCEPT
+    if any(rule_matches(rule, packet) for rule in policy.allow):
+        return Verdict.ACCEPT
+    return Verdict.REJECT if policy.default is DefaultVerdict.REJECT else Verdict.DROP
+
+
+def rule_matches(rule: AllowRule, packet: Packet) -> bool:
+    """Whether one allow entry accepts the packet (protocol, port, source, interface, limit)."""
+    if packet.proto.value not in {p.value for p in rule.protos} or packet.dport is None:
+        return False
+    if not any(packet.dport in r for r in rule.ports):
+        return False
+    if rule.sources is not None and not any(
+        packet.source.version == net.version and packet.source in net for net in rule.sources
+    ):
+        return False
+    if rule.interface is not None and not interface_matches(rule.interface, packet.interface):
+        return False
+    return not (rule.limit is not None and packet.over_limit)
+
+
+def interface_matches(pattern: str, interface: str) -> bool:
+    """nftables' iifname match: exact, or a prefix when the pattern ends in '*'."""
+    if pattern.endswith("*"):
+        return interface.startswith(pattern[:-1])
+    return interface == pattern
+
+
+def _icmp_allowed(mode: IcmpMode, packet: Packet) -> bool:
+    if packet.proto not in (PacketProto.ICMP, PacketProto.ICMPV6) or mode is IcmpMode.NONE:
+        return False
+    if mode is IcmpMode.ALL:
+        return True
+    if packet.proto is PacketProto.ICMP:
+        return packet.icmp_type in ESSENTIAL_ICMPV4
+    if packet.icmp_type in ESSENTIAL_ICMPV6:
+        return True
+    return (
+        packet.icmp_type in ESSENTIAL_ICMPV6_LINK_LOCAL and packet.hop_limit == LINK_LOCAL_HOP_LIMIT
+    )

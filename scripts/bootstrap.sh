@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine for portguard development: Debian packages, then the venv.
+# python-nftables is Debian's python3-nftables (not on PyPI), so the venv is made from
+# /usr/bin/python3 with --system-site-packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(nftables python3-nftables python3-venv iproute2 systemd)
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bootstrap: missing Debian packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ ! -x .venv/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+touch .venv/.installed
