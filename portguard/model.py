@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from portguard.errors import Location
 
@@ -14,6 +14,7 @@ __all__ = [
     "IcmpMode",
     "Limit",
     "LintWarning",
+    "ListeningSocket",
     "Network",
     "Policy",
     "PortRange",
@@ -133,3 +134,19 @@ class LintWarning:
 
     def __str__(self) -> str:
         return f"{self.location}: warning: {self.message}"
+
+
+@dataclass(frozen=True)
+class ListeningSocket:
+    """A TCP listener or bound UDP socket on this host, and the program that holds it."""
+
+    proto: Proto
+    address: IPv4Address | IPv6Address  # the bound address; 0.0.0.0 or :: for any
+    port: int
+    pid: int | None  # None where the owner is not visible
+    process: str | None
+
+    @property
+    def exposed(self) -> bool:
+        """Reachable from other hosts: not bound to a loopback address only."""
+        return not self.address.is_loopback
