@@ -92,7 +92,13 @@ class NodeReader:
         """The Python value of a scalar node (int, bool, str, None, float, ...)."""
         if not isinstance(node, ScalarNode):
             raise self.error(node, f"expected a single value, found a {_kind(node)}")
-        return self._constructor.construct_object(node, deep=True)
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError:
+            raise self.error(node, f"unsupported YAML tag '{node.tag}'") from None
+        except (ValueError, TypeError, OverflowError):
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise self.error(node, f"'{node.value}' is not a valid YAML {kind}") from None
 
     def mapping(self, node: Node, what: str) -> dict[str, tuple[Node, Node]]:
         """A mapping's entries as {key: (key node, value node)}; duplicate keys are an error."""
