@@ -175,7 +175,7 @@ class _Builder:
             raise r.error(
                 file_node, f"cannot read set file '{relative}': {exc.strerror or exc}"
             ) from None
-        text = decode_text(str(path), data)
+        text = decode_text(str(path), data, max_bytes=None)  # set files have no size limit
         networks: list[Network] = []
         for number, raw in enumerate(text.splitlines(), start=1):
             content = raw.split("#", 1)[0]

@@ -13,6 +13,7 @@ from portguard.errors import Location, PolicyError
 __all__ = ["NodeReader", "compose_document", "decode_text"]
 
 MAX_POLICY_BYTES = 16 * 1024 * 1024
+MAX_NESTING = 64
 
 
 def _mark_location(file: str, mark: yaml.Mark | None) -> Location:
@@ -21,13 +22,17 @@ def _mark_location(file: str, mark: yaml.Mark | None) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def decode_text(file: str, data: bytes) -> str:
+def decode_text(file: str, data: bytes, *, max_bytes: int | None = MAX_POLICY_BYTES) -> str:
     """Decode a policy file strictly as UTF-8; a bad byte is an error at its line and column."""
-    if len(data) > MAX_POLICY_BYTES:
-        raise PolicyError(Location(file, 1, 1), f"file is larger than {MAX_POLICY_BYTES} bytes")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise PolicyError(Location(file, 1, 1), f"file is larger than {max_bytes} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise PolicyError(
+                Location(file, 1, 1), "file is UTF-16 (byte-order mark); save it as UTF-8"
+            ) from None
         before = data[: exc.start]
         line = before.count(b"\n") + 1
         col = exc.start - (before.rfind(b"\n") + 1) + 1
@@ -41,6 +46,7 @@ class _NoAliasLoader(yaml.SafeLoader):
     """A SafeLoader that refuses aliases, so no document can expand to exponential size."""
 
     policy_file = "<policy>"
+    nesting = 0
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(AliasEvent):
@@ -49,12 +55,28 @@ class _NoAliasLoader(yaml.SafeLoader):
                 _mark_location(self.policy_file, event.start_mark),
                 "YAML aliases (*name) are not allowed in a policy; write the value out",
             )
-        return super().compose_node(parent, index)
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_NESTING:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise PolicyError(
+                    _mark_location(self.policy_file, event.start_mark),
+                    f"YAML nested deeper than {MAX_NESTING} levels",
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.nesting -= 1
 
 
 def compose_document(file: str, text: str) -> Node:
     """Compose the single YAML document in `text`; raise PolicyError on any syntax problem."""
-    loader = _NoAliasLoader(text)
+    try:
+        loader = _NoAliasLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise PolicyError(
+            _position_location(file, text, exc.position),
+            f"character U+{exc.character:04X} is not allowed in YAML",
+        ) from None
     loader.policy_file = file
     try:
         root = loader.get_single_node()
@@ -69,6 +91,11 @@ def compose_document(file: str, text: str) -> Node:
     if root is None or (isinstance(root, ScalarNode) and root.tag.endswith(":null")):
         raise PolicyError(Location(file, 1, 1), "policy is empty")
     return root
+
+
+def _position_location(file: str, text: str, position: int) -> Location:
+    before = text[:position]
+    return Location(file, before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1)
 
 
 @dataclass
