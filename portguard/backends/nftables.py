@@ -7,16 +7,23 @@ import re
 from typing import Any
 
 from portguard.errors import PortguardError
+from portguard.render.nftables import TABLE_FAMILY, TABLE_NAME, transaction
 
 __all__ = [
     "KernelRefused",
     "NftablesUnavailable",
+    "apply_table",
+    "delete_table",
     "dry_run",
+    "list_table",
     "open_nftables",
     "refused",
     "run_batch",
+    "without_dynamic_elements",
 ]
 
+TABLE_REF = f"table {TABLE_FAMILY} {TABLE_NAME}"
+NO_SUCH_OBJECT = "No such file or directory"
 ERROR_LINE = re.compile(r"^[^:\n]*:(\d+):\d+(?:-\d+)?: Error: (.*)$", re.MULTILINE)
 
 
@@ -88,3 +95,56 @@ def dry_run(text: str) -> None:
     handle = open_nftables()
     handle.set_dry_run(True)
     run_batch(handle, text)
+
+
+def list_table() -> str | None:
+    """The live listing of `table inet portguard` (None when absent), minus meter state.
+
+    Stateless output leaves out counters and limit state; the elements that traffic adds to
+    dynamic (meter) sets are dropped too, so that only a change of the rules shows as drift.
+    """
+    handle = open_nftables()
+    handle.set_stateless_output(True)
+    rc, output, error = handle.cmd(f"list {TABLE_REF}")
+    if rc != 0:
+        if NO_SUCH_OBJECT in error:
+            return None
+        raise refused(f"list {TABLE_REF}", error)
+    return without_dynamic_elements(str(output))
+
+
+def apply_table(table_text: str) -> None:
+    """Replace `table inet portguard` with `table_text` in one kernel transaction."""
+    run_batch(open_nftables(), transaction(table_text))
+
+
+def delete_table() -> bool:
+    """Delete `table inet portguard`; True if there was one to delete."""
+    handle = open_nftables()
+    rc, _output, error = handle.cmd(f"delete {TABLE_REF}")
+    if rc == 0:
+        return True
+    if NO_SUCH_OBJECT in error:
+        return False
+    raise refused(f"delete {TABLE_REF}", error)
+
+
+def without_dynamic_elements(listing: str) -> str:
+    """`listing` without the `elements = { ... }` of sets flagged dynamic (meter state)."""
+    kept: list[str] = []
+    in_dynamic_set = False
+    skipping = False
+    for line in listing.splitlines(keepends=True):
+        stripped = line.strip()
+        if skipping:
+            skipping = not stripped.endswith("}")
+            continue
+        if stripped.startswith(("set ", "map ")) and stripped.endswith("{"):
+            in_dynamic_set = False
+        elif stripped.startswith("flags ") and "dynamic" in stripped.split(None, 1)[1]:
+            in_dynamic_set = True
+        elif in_dynamic_set and stripped.startswith("elements = {"):
+            skipping = not stripped.endswith("}")
+            continue
+        kept.append(line)
+    return "".join(kept)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from portguard.cli import check_cmd, render_cmd
+from portguard.cli import apply_cmd, check_cmd, remove_cmd, render_cmd, status_cmd
 from portguard.errors import PortguardError
 
 __all__ = ["EXIT_CHANGES", "EXIT_DRIFT", "EXIT_ERROR", "EXIT_OK", "app", "main"]
@@ -35,7 +35,7 @@ def _root(
 
 
 # Each command module registers its commands here; keep one line per module.
-for module in (check_cmd, render_cmd):
+for module in (check_cmd, render_cmd, apply_cmd, status_cmd, remove_cmd):
     module.register(app)
 
 

@@ -1,0 +1,57 @@
+"""`portguard apply POLICY`: replace the portguard table in one transaction and record it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from portguard.apply import DEFAULT_LOCK_TIMEOUT, apply_policy
+from portguard.cli.output import out, print_warnings
+from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
+from portguard.drift import RulesetState
+from portguard.policy import load_policy
+
+__all__ = ["register"]
+
+BEFORE_TEXT = {
+    RulesetState.ABSENT: "table inet portguard was not loaded before",
+    RulesetState.DIFFERS: "replaced the previously applied policy",
+    RulesetState.DRIFTED: "replaced a table that had drifted from what portguard applied",
+    RulesetState.IN_SYNC: "the record was incomplete, so the table was reloaded",
+}
+
+
+def apply(
+    policy: Annotated[Path, typer.Argument(help="The policy file to enforce.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Override the lockout guard (the guard arrives with issue 4; no effect yet).",
+        ),
+    ] = False,
+    state_dir: StateDirOption = None,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> int:
+    """Render POLICY and load it as table inet portguard, replacing the old one atomically."""
+    loaded = load_policy(policy)
+    print_warnings(loaded.warnings)
+    state = open_state_dir(state_dir)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Replace table inet portguard with the rules of {policy}?", abort=True)
+    policy_text = policy.read_text(encoding="utf-8")
+    outcome = apply_policy(loaded.policy, policy_text, state, lock_timeout=lock_timeout)
+    if outcome.changed:
+        out(f"{policy}: applied ({BEFORE_TEXT[outcome.state_before]})")
+    else:
+        out(f"{policy}: unchanged, nothing to do")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    """Add `apply` to the app."""
+    app.command("apply")(apply)

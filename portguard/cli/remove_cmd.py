@@ -1,0 +1,36 @@
+"""`portguard remove`: delete table inet portguard, and nothing else."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from portguard.apply import DEFAULT_LOCK_TIMEOUT
+from portguard.cli.output import out
+from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
+from portguard.remove import remove_table
+
+__all__ = ["register"]
+
+
+def remove(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    state_dir: StateDirOption = None,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> int:
+    """Delete table inet portguard (inbound traffic is then unfiltered by portguard)."""
+    state = open_state_dir(state_dir)
+    if not yes and sys.stdin.isatty():
+        typer.confirm("Delete table inet portguard and stop enforcing the policy?", abort=True)
+    if remove_table(state, lock_timeout=lock_timeout):
+        out("removed table inet portguard")
+    else:
+        out("table inet portguard was not loaded; nothing to do")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    """Add `remove` to the app."""
+    app.command("remove")(remove)
