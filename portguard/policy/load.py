@@ -26,7 +26,7 @@ from portguard.model import (
     RateUnit,
 )
 from portguard.policy.lint import lint_policy
-from portguard.policy.yamlnodes import NodeReader, compose_document, decode_text
+from portguard.policy.yamlnodes import NodeReader, compose_document, decode_text, describe
 from portguard.services import ServiceTable, load_services
 
 __all__ = ["LoadedPolicy", "load_policy", "parse_policy"]
@@ -37,8 +37,8 @@ ALLOW_KEYS = ("service", "port", "proto", "from", "interface", "limit", "comment
 SET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
 # Linux interface names (IFNAMSIZ 16), optionally ending in * as a prefix wildcard.
 INTERFACE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,14}\*?\Z")
-PORT_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?\Z")
-LIMIT = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*\Z")
+PORT_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?\Z", re.ASCII)
+LIMIT = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*\Z", re.ASCII)
 MAX_COMMENT = 256
 
 
@@ -187,6 +187,8 @@ class _Builder:
         return _collapse(networks)
 
     def _network(self, text: str, location: Location) -> Network:
+        if "%" in text:
+            raise PolicyError(location, f"'{text}': zone indexes (%...) are not allowed")
         try:
             return ipaddress.ip_network(text.strip(), strict=True)
         except ValueError as strict_error:
@@ -286,7 +288,7 @@ class _Builder:
         for item in items:
             value = r.scalar(item)
             if isinstance(value, bool) or not isinstance(value, int | str):
-                raise r.error(item, f'port must be a number or "A-B", found {value!r}')
+                raise r.error(item, f'port must be a number or "A-B", found {describe(value)}')
             match = PORT_RANGE.match(str(value))
             if match is None:
                 raise r.error(item, f"'{value}' is not a port or a port range \"A-B\"")

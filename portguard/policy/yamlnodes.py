@@ -10,7 +10,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from portguard.errors import Location, PolicyError
 
-__all__ = ["NodeReader", "compose_document", "decode_text"]
+__all__ = ["NodeReader", "compose_document", "decode_text", "describe"]
 
 MAX_POLICY_BYTES = 16 * 1024 * 1024
 MAX_NESTING = 64
@@ -156,21 +156,21 @@ class NodeReader:
         """A string value; numbers, booleans and nulls are an error."""
         value = self.scalar(node)
         if not isinstance(value, str):
-            raise self.error(node, f"{what} must be a string, found {_describe(value)}")
+            raise self.error(node, f"{what} must be a string, found {describe(value)}")
         return value
 
     def integer(self, node: Node, what: str) -> int:
         """An integer value (booleans are not integers here)."""
         value = self.scalar(node)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(node, f"{what} must be an integer, found {_describe(value)}")
+            raise self.error(node, f"{what} must be an integer, found {describe(value)}")
         return value
 
     def boolean(self, node: Node, what: str) -> bool:
         """A boolean value (true / false)."""
         value = self.scalar(node)
         if not isinstance(value, bool):
-            raise self.error(node, f"{what} must be true or false, found {_describe(value)}")
+            raise self.error(node, f"{what} must be true or false, found {describe(value)}")
         return value
 
     def choice(self, node: Node, what: str, choices: tuple[str, ...]) -> str:
@@ -189,7 +189,8 @@ def _kind(node: Node) -> str:
     return "single value"
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """A YAML value as an admin would name it: "the number 5", "the boolean true", "'x'"."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
