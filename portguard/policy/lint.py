@@ -61,7 +61,7 @@ def lint_policy(policy: Policy) -> tuple[LintWarning, ...]:
 
 def _rule_warnings(rule: AllowRule) -> list[LintWarning]:
     found: list[LintWarning] = []
-    if ALL_PORTS in rule.ports:
+    if _covers_every_port(rule.ports):
         found.append(LintWarning(rule.location, "this entry allows every port (1-65535)"))
     else:
         trojans = [
@@ -86,6 +86,16 @@ def _rule_warnings(rule: AllowRule) -> list[LintWarning]:
                     )
                 )
     return found
+
+
+def _covers_every_port(ports: tuple[PortRange, ...]) -> bool:
+    """Whether the ranges together cover 1-65535 (also when split, as 1-1000 and 1001-65535)."""
+    next_port = ALL_PORTS.first
+    for r in sorted(ports):
+        if r.first > next_port:
+            return False
+        next_port = max(next_port, r.last + 1)
+    return next_port > ALL_PORTS.last
 
 
 def _overlap(first: AllowRule, second: AllowRule) -> str | None:
