@@ -1,0 +1,1 @@
+"""Benchmarks: each module with a `main() -> None` is run by `python -m bench` (make bench)."""

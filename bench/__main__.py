@@ -1,0 +1,23 @@
+"""Run every benchmark module in bench/ (each defines `main()`), or only those named."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+
+def main(names: list[str]) -> None:
+    """Import and run bench.NAME.main() for each NAME given, or for every module found."""
+    found = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]))
+    for name in names or found:
+        module = importlib.import_module(f"bench.{name}")
+        runner = getattr(module, "main", None)
+        if callable(runner):
+            print(f"== bench.{name}", flush=True)
+            runner()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
