@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from portguard.cli import apply_cmd, check_cmd, remove_cmd, render_cmd, status_cmd
+from portguard.cli import (
+    apply_cmd,
+    check_cmd,
+    install_cmd,
+    plan_cmd,
+    ports_cmd,
+    remove_cmd,
+    render_cmd,
+    status_cmd,
+)
 from portguard.errors import PortguardError
 
 __all__ = ["EXIT_CHANGES", "EXIT_DRIFT", "EXIT_ERROR", "EXIT_OK", "app", "main"]
@@ -35,7 +44,16 @@ def _root(
 
 
 # Each command module registers its commands here; keep one line per module.
-for module in (check_cmd, render_cmd, apply_cmd, status_cmd, remove_cmd):
+for module in (
+    check_cmd,
+    render_cmd,
+    apply_cmd,
+    status_cmd,
+    remove_cmd,
+    install_cmd,
+    ports_cmd,
+    plan_cmd,
+):
     module.register(app)
 
 

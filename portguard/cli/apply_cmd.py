@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from portguard.apply import DEFAULT_LOCK_TIMEOUT, apply_policy
+from portguard.cli.boot_report import run_boot
 from portguard.cli.output import out, print_warnings
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
 from portguard.drift import RulesetState
@@ -36,8 +37,19 @@ def apply(
     ] = False,
     state_dir: StateDirOption = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    *,
+    boot: Annotated[
+        bool,
+        typer.Option(
+            "--boot",
+            help="Unattended (systemd): no prompt, short lock wait, no lockout guard;"
+            " an unusable policy puts last-known-good in force and exits 1.",
+        ),
+    ] = False,
 ) -> int:
     """Render POLICY and load it as table inet portguard, replacing the old one atomically."""
+    if boot:
+        return run_boot(policy, open_state_dir(state_dir), lock_timeout)
     loaded = load_policy(policy)
     print_warnings(loaded.warnings)
     state = open_state_dir(state_dir)
