@@ -1,0 +1,381 @@
+"""Real-socket probing between namespaces: listeners on the host, TCP/UDP probes from a scanner.
+
+The controller side (used by tests and the demo) starts this same file as a script inside a
+namespace, `python tests/probe.py serve|scan|flow ...`; the script side uses only the standard
+library, so it runs wherever the venv's Python runs. Outcomes are "open" (connected, or the UDP
+echo answered), "refused" (TCP reset, or ICMP port unreachable) and "filtered" (no answer
+within the timeout). Anything else is reported by its error name, so a surprise shows up as a
+mismatch rather than being folded into one of the three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from ipaddress import ip_address
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from portguard.model import Policy
+from portguard.verdict import Packet, PacketProto, Verdict, verdict
+
+if TYPE_CHECKING:
+    from tests.netns import Lab, Netns
+
+__all__ = [
+    "FILTERED",
+    "OPEN",
+    "REFUSED",
+    "SCANNER_V4_EXTRA",
+    "SCANNER_V6_EXTRA",
+    "FlowResult",
+    "Probe",
+    "ProbeResult",
+    "add_address",
+    "apply_in_host",
+    "expected_outcome",
+    "finish_flow",
+    "listeners",
+    "prepare_lab",
+    "quiet_icmp_ratelimit",
+    "scan",
+    "start_flow",
+]
+
+OPEN = "open"
+REFUSED = "refused"
+FILTERED = "filtered"
+PROBE_SCRIPT = Path(__file__).resolve()
+PAYLOAD = b"portguard-probe"
+READY_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 0.8
+MAX_WORKERS = 64
+# A second scanner address on each side of a `from` line (documentation ranges, veth only).
+SCANNER_V4_EXTRA = "192.0.2.3"
+SCANNER_V6_EXTRA = "2001:db8:7::3"
+
+Proto = Literal["tcp", "udp"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe: protocol, destination address and port, and the source address to bind."""
+
+    proto: Proto
+    dst: str
+    port: int
+    src: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A probe and what came back: "open", "refused", "filtered", or an error name."""
+
+    probe: Probe
+    outcome: str
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """How a long-lived TCP flow went: round trips completed, and the error that ended it."""
+
+    exchanges: int
+    error: str | None
+
+
+# ---------------------------------------------------------------- controller side (tests, demo)
+
+
+def _script_argv(*args: str) -> list[str]:
+    return [sys.executable, str(PROBE_SCRIPT), *args]
+
+
+def add_address(ns: Netns, ifname: str, cidr: str) -> None:
+    """Add a second address to `ifname` in `ns` (IPv6 without duplicate detection)."""
+    extra = ["nodad"] if ":" in cidr else []
+    ns.run(["ip", "addr", "add", cidr, "dev", ifname, *extra])
+
+
+def quiet_icmp_ratelimit(ns: Netns) -> None:
+    """Turn off ICMP error rate limiting in `ns`, so every closed UDP port answers."""
+    for setting in (
+        "net.ipv4.icmp_ratemask=0",
+        "net.ipv4.icmp_ratelimit=0",
+        "net.ipv6.icmp.ratemask=",
+        "net.ipv6.icmp.ratelimit=0",
+    ):
+        ns.run(["sysctl", "-q", "-w", setting])
+
+
+def prepare_lab(lab: Lab) -> None:
+    """Quiet the host's ICMP rate limit and give the scanner its second v4 and v6 address."""
+    quiet_icmp_ratelimit(lab.host)
+    add_address(lab.scanner, lab.scanner_if, f"{SCANNER_V4_EXTRA}/24")
+    add_address(lab.scanner, lab.scanner_if, f"{SCANNER_V6_EXTRA}/64")
+
+
+def apply_in_host(lab: Lab, policy_file: Path, state_dir: Path) -> None:
+    """Load `policy_file` into the lab's host namespace (the transaction apply sends)."""
+    from portguard.policy import load_policy  # noqa: PLC0415 - interim, until apply lands
+    from portguard.render.nftables import render_nftables, transaction  # noqa: PLC0415
+
+    text = transaction(render_nftables(load_policy(policy_file).policy))
+    lab.host.run(["nft", "-f", "-"], input_text=text)
+
+
+@contextlib.contextmanager
+def listeners(ns: Netns, tcp: Sequence[int] = (), udp: Sequence[int] = ()) -> Iterator[None]:
+    """Dual-stack TCP listeners (echoing) and UDP echoes in `ns`, stopped on exit."""
+    args = ["serve", "--tcp", _ports_arg(tcp), "--udp", _ports_arg(udp)]
+    proc = ns.popen(_script_argv(*args))
+    try:
+        _wait_ready(proc)
+        yield
+    finally:
+        _stop(proc)
+
+
+def scan(ns: Netns, probes: Sequence[Probe], timeout: float = DEFAULT_TIMEOUT) -> list[ProbeResult]:
+    """Run `probes` concurrently from `ns`; results in the same order as `probes`."""
+    request = json.dumps([asdict(p) for p in probes])
+    budget = timeout * (len(probes) // MAX_WORKERS + 2) + 30
+    done = ns.run(
+        _script_argv("scan", "--timeout", str(timeout)), input_text=request, timeout=budget
+    )
+    outcomes = json.loads(done.stdout)
+    return [ProbeResult(p, o) for p, o in zip(probes, outcomes, strict=True)]
+
+
+@contextlib.contextmanager
+def start_flow(
+    ns: Netns, dst: str, port: int, interval: float = 0.005
+) -> Iterator[subprocess.Popen[str]]:
+    """A TCP connection from `ns` exchanging a message every `interval` s until stdin closes.
+
+    Yields the process; `finish_flow` ends it and returns its FlowResult.
+    """
+    proc = ns.popen(_script_argv("flow", dst, str(port), "--interval", str(interval)))
+    try:
+        _wait_ready(proc)
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def finish_flow(proc: subprocess.Popen[str]) -> FlowResult:
+    """Ask a flow started by `start_flow` to stop, and return how it went."""
+    proc.send_signal(2)  # SIGINT: the flow loop stops and reports
+    out, err = proc.communicate(timeout=10)
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if not lines:
+        return FlowResult(0, f"no report from flow process: {err.strip()}")
+    report = json.loads(lines[-1])
+    return FlowResult(int(report["exchanges"]), report["error"])
+
+
+def expected_outcome(
+    policy: Policy, probe: Probe, *, listening: bool, interface: str, over_limit: bool = False
+) -> str:
+    """What `probe` should observe under `policy`, as portguard.verdict states it."""
+    if probe.src is None:
+        raise ValueError("the differential needs the probe's source address bound")
+    packet = Packet(
+        proto=PacketProto(probe.proto),
+        source=ip_address(probe.src),
+        interface=interface,
+        dport=probe.port,
+        over_limit=over_limit,
+    )
+    decided = verdict(policy, packet)
+    if decided is Verdict.ACCEPT:
+        return OPEN if listening else REFUSED
+    return FILTERED if decided is Verdict.DROP else REFUSED
+
+
+def _ports_arg(ports: Sequence[int]) -> str:
+    return ",".join(str(p) for p in ports)
+
+
+def _wait_ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(READY_TIMEOUT):
+            _stop(proc)
+            raise RuntimeError("probe helper did not become ready")
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        err = proc.stderr.read() if proc.stderr else ""
+        _stop(proc)
+        raise RuntimeError(f"probe helper failed to start: {line.strip()} {err.strip()}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+# ---------------------------------------------------------------- script side (in a namespace)
+
+
+def _dual_stack(kind: int, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(("::", port))
+    sock.setblocking(False)
+    return sock
+
+
+def _serve(tcp: list[int], udp: list[int]) -> None:
+    sel = selectors.DefaultSelector()
+    for port in tcp:
+        server = _dual_stack(socket.SOCK_STREAM, port)
+        server.listen(512)
+        sel.register(server, selectors.EVENT_READ, "accept")
+    for port in udp:
+        sel.register(_dual_stack(socket.SOCK_DGRAM, port), selectors.EVENT_READ, "udp")
+    print("ready", flush=True)
+    while True:
+        for key, _ in sel.select():
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            if key.data == "accept":
+                with contextlib.suppress(BlockingIOError):
+                    conn, _ = sock.accept()
+                    conn.setblocking(False)
+                    sel.register(conn, selectors.EVENT_READ, "echo")
+            elif key.data == "udp":
+                with contextlib.suppress(BlockingIOError):
+                    data, peer = sock.recvfrom(2048)
+                    sock.sendto(data, peer)
+            else:
+                _echo(sel, sock)
+
+
+def _echo(sel: selectors.BaseSelector, conn: socket.socket) -> None:
+    try:
+        data = conn.recv(4096)
+    except BlockingIOError:
+        return
+    except OSError:
+        data = b""
+    if data:
+        with contextlib.suppress(OSError):
+            conn.sendall(data)
+        return
+    sel.unregister(conn)
+    conn.close()
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def _probe(probe: Probe, timeout: float) -> str:
+    kind = socket.SOCK_STREAM if probe.proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(_family(probe.dst), kind) as sock:
+        sock.settimeout(timeout)
+        if probe.src is not None:
+            sock.bind((probe.src, 0))
+        try:
+            sock.connect((probe.dst, probe.port))
+            if probe.proto == "udp":
+                sock.send(PAYLOAD)
+                return OPEN if sock.recv(2048) == PAYLOAD else "wrong-echo"
+            return OPEN
+        except ConnectionRefusedError:
+            return REFUSED
+        except TimeoutError:
+            return FILTERED
+        except OSError as error:
+            return errno.errorcode.get(error.errno or 0, type(error).__name__)
+
+
+def _scan(timeout: float) -> None:
+    requested = [Probe(**item) for item in json.load(sys.stdin)]
+    workers = max(1, min(MAX_WORKERS, len(requested)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(pool.map(lambda p: _probe(p, timeout), requested))
+    json.dump(outcomes, sys.stdout)
+
+
+def _flow(dst: str, port: int, interval: float) -> None:
+    exchanges = 0
+    error: str | None = None
+    stop = threading.Event()
+    ready_sent = False
+    try:
+        with socket.create_connection((dst, port), timeout=2.0) as conn:
+            print("ready", flush=True)
+            ready_sent = True
+            try:
+                while not stop.is_set():
+                    message = f"ping {exchanges}\n".encode()
+                    conn.sendall(message)
+                    received = b""
+                    while len(received) < len(message):
+                        chunk = conn.recv(len(message) - len(received))
+                        if not chunk:
+                            raise ConnectionResetError("peer closed the flow")
+                        received += chunk
+                    if received != message:
+                        raise ValueError(f"echo mismatch after {exchanges} exchanges")
+                    exchanges += 1
+                    time.sleep(interval)
+            except KeyboardInterrupt:
+                pass
+    except (OSError, ValueError) as failure:
+        if not ready_sent:
+            print("ready", flush=True)  # let the controller go on; the report has the error
+        error = f"{type(failure).__name__}: {failure}"
+    print(json.dumps({"exchanges": exchanges, "error": error}), flush=True)
+
+
+def _ports(text: str) -> list[int]:
+    return [int(p) for p in text.split(",") if p]
+
+
+def _main(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="probe.py", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="dual-stack TCP echo listeners and UDP echoes")
+    serve.add_argument("--tcp", type=_ports, default=[])
+    serve.add_argument("--udp", type=_ports, default=[])
+    scan_cmd = commands.add_parser("scan", help="probe a JSON list from stdin; JSON outcomes")
+    scan_cmd.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    flow = commands.add_parser("flow", help="one TCP flow, a round trip every --interval s")
+    flow.add_argument("dst")
+    flow.add_argument("port", type=int)
+    flow.add_argument("--interval", type=float, default=0.005)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        with contextlib.suppress(KeyboardInterrupt):
+            _serve(args.tcp, args.udp)
+    elif args.command == "scan":
+        _scan(args.timeout)
+    else:
+        _flow(args.dst, args.port, args.interval)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
