@@ -1,0 +1,245 @@
+"""Pure: what a policy would do to this host's listening sockets, and to the live ruleset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import AddressValueError, IPv4Address, IPv6Address, collapse_addresses, ip_address
+
+from portguard.drift import RulesetState
+from portguard.model import AllowRule, ListeningSocket, Network, Policy, Proto
+from portguard.policy.lint import TROJAN_PORTS
+from portguard.verdict import ConnState, Packet, PacketProto, Verdict, rule_matches, verdict
+
+__all__ = [
+    "IdleAllow",
+    "Plan",
+    "RulesetChange",
+    "SocketPlan",
+    "SocketVerdict",
+    "build_plan",
+    "judge_socket",
+    "plan_json",
+    "rule_reach_text",
+    "socket_json",
+    "trojan_name",
+]
+
+# An arriving interface that no `interface:` pattern in a policy is expected to name.
+GENERIC_INTERFACE = "pg-probe0"
+OUTSIDER_START = {4: ip_address("1.0.0.1"), 6: ip_address("2000::1")}
+TROJANS = dict(TROJAN_PORTS)
+
+
+class SocketVerdict(StrEnum):
+    """What the policy does to new connections towards a socket."""
+
+    ALLOWED = "allowed"
+    BLOCKED = "blocked"
+    LOOPBACK = "loopback"  # bound to loopback only: other hosts cannot reach it anyway
+
+
+@dataclass(frozen=True)
+class SocketPlan:
+    """One listening socket and the policy's verdict on it."""
+
+    socket: ListeningSocket
+    verdict: SocketVerdict
+    from_anywhere: bool  # allowed for a source no `from` list names
+    allowed_by: tuple[str, ...]  # the entries that let someone in ("@office on eth1", ...)
+    trojan: str | None  # the trojan that made this port famous, if any
+
+
+@dataclass(frozen=True)
+class IdleAllow:
+    """An allow entry (for one protocol) that no exposed socket listens on."""
+
+    proto: Proto
+    ports: str
+    line: int
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class RulesetChange:
+    """The live table against the new rendering; state None when it could not be read."""
+
+    state: RulesetState | None
+    diff: str  # unified diff of the rendered text ("" when in sync or unknown)
+    reason: str | None = None  # why the state is unknown
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything `portguard plan` reports."""
+
+    policy_path: str
+    sockets: tuple[SocketPlan, ...]
+    idle_allows: tuple[IdleAllow, ...]
+    ruleset: RulesetChange
+
+    @property
+    def changes(self) -> bool | None:
+        """Whether apply would change the kernel's rules (None: cannot tell)."""
+        if self.ruleset.state is None:
+            return None
+        return self.ruleset.state is not RulesetState.IN_SYNC
+
+    @property
+    def unreachable(self) -> tuple[SocketPlan, ...]:
+        """Exposed sockets the policy blocks for every source."""
+        return tuple(s for s in self.sockets if s.verdict is SocketVerdict.BLOCKED)
+
+    @property
+    def loopback_only(self) -> tuple[SocketPlan, ...]:
+        """Sockets bound to loopback only."""
+        return tuple(s for s in self.sockets if s.verdict is SocketVerdict.LOOPBACK)
+
+
+def build_plan(
+    policy: Policy,
+    sockets: Iterable[ListeningSocket],
+    ruleset_state: RulesetState | None,
+    rendered_diff: str,
+    unknown_reason: str | None = None,
+) -> Plan:
+    """Judge every socket, find idle allow entries, and attach the ruleset change."""
+    listening = tuple(sockets)
+    return Plan(
+        policy_path=policy.path,
+        sockets=tuple(judge_socket(policy, s) for s in listening),
+        idle_allows=_idle_allows(policy, listening),
+        ruleset=RulesetChange(ruleset_state, rendered_diff, unknown_reason),
+    )
+
+
+def trojan_name(port: int) -> str | None:
+    """The well-known trojan on `port` (from the lint list), if any."""
+    return TROJANS.get(port)
+
+
+def judge_socket(policy: Policy, sock: ListeningSocket) -> SocketPlan:
+    """The verdict on NEW connections from other hosts to `sock`, through verdict.verdict."""
+    trojan = trojan_name(sock.port)
+    if not sock.exposed:
+        return SocketPlan(sock, SocketVerdict.LOOPBACK, False, (), trojan)
+    families = (4, 6) if sock.address == IPv6Address("::") else (sock.address.version,)
+    proto = PacketProto(sock.proto.value)
+
+    def accepted(source: IPv4Address | IPv6Address, interface: str) -> bool:
+        packet = Packet(proto, source, interface, dport=sock.port, state=ConnState.NEW)
+        return verdict(policy, packet) is Verdict.ACCEPT
+
+    outsiders = [o for o in (_outsider(policy, f) for f in families) if o is not None]
+    from_anywhere = any(accepted(o, GENERIC_INTERFACE) for o in outsiders)
+    allowed_by: list[str] = []
+    for rule in policy.allow:
+        probes = [
+            (source, interface)
+            for source in _rule_sources(rule, families, outsiders)
+            for interface in (_interface_example(rule.interface),)
+        ]
+        if any(
+            accepted(s, i) and rule_matches(rule, Packet(proto, s, i, dport=sock.port))
+            for s, i in probes
+        ):
+            allowed_by.append(rule_reach_text(rule))
+    allowed = from_anywhere or bool(allowed_by)
+    return SocketPlan(
+        sock,
+        SocketVerdict.ALLOWED if allowed else SocketVerdict.BLOCKED,
+        from_anywhere,
+        tuple(dict.fromkeys(allowed_by)),
+        trojan,
+    )
+
+
+def rule_reach_text(rule: AllowRule) -> str:
+    """Who an entry lets in, in words: "anywhere", "@office, 10.0.0.0/8 on eth1"."""
+    text = ", ".join(rule.source_names) if rule.source_names else "anywhere"
+    if rule.interface:
+        text += f" on {rule.interface}"
+    if rule.limit:
+        text += f" (limit {rule.limit})"
+    return text
+
+
+def _rule_sources(
+    rule: AllowRule, families: tuple[int, ...], outsiders: list[IPv4Address | IPv6Address]
+) -> list[IPv4Address | IPv6Address]:
+    if rule.sources is None:
+        return list(outsiders)
+    return [
+        net.network_address
+        for net in rule.sources
+        if net.version in families and not net.network_address.is_loopback
+    ]
+
+
+def _interface_example(pattern: str | None) -> str:
+    if pattern is None:
+        return GENERIC_INTERFACE
+    return pattern[:-1] + "0" if pattern.endswith("*") else pattern
+
+
+def _outsider(policy: Policy, family: int) -> IPv4Address | IPv6Address | None:
+    """A public address of `family` that no `from` list in the policy names, if one exists."""
+    named: list[Network] = [
+        net for rule in policy.allow for net in (rule.sources or ()) if net.version == family
+    ]
+    candidate = OUTSIDER_START[family]
+    for net in collapse_addresses(named):  # type: ignore[type-var]  # one family only
+        if candidate in net:
+            try:
+                candidate = net.broadcast_address + 1
+            except AddressValueError:  # the list runs to the end of the address space
+                return None
+    return candidate
+
+
+def _idle_allows(policy: Policy, sockets: tuple[ListeningSocket, ...]) -> tuple[IdleAllow, ...]:
+    listening = {(s.proto, s.port) for s in sockets if s.exposed}
+    idle: list[IdleAllow] = []
+    for rule in policy.allow:
+        for proto in rule.protos:
+            if not any(p is proto and any(port in r for r in rule.ports) for p, port in listening):
+                idle.append(IdleAllow(proto, rule.ports_text(), rule.location.line, rule.comment))
+    return tuple(idle)
+
+
+def socket_json(judged: SocketPlan | ListeningSocket) -> dict[str, object]:
+    """One socket as DESIGN §5's JSON object (with the verdict when it was judged)."""
+    sock = judged.socket if isinstance(judged, SocketPlan) else judged
+    data: dict[str, object] = {
+        "proto": sock.proto.value,
+        "address": str(sock.address),
+        "port": sock.port,
+        "pid": sock.pid,
+        "process": sock.process,
+        "exposed": sock.exposed,
+    }
+    if isinstance(judged, SocketPlan):
+        data["verdict"] = judged.verdict.value
+        data["from_anywhere"] = judged.from_anywhere
+        data["allowed_by"] = list(judged.allowed_by)
+    data["trojan"] = trojan_name(sock.port)
+    return data
+
+
+def plan_json(plan: Plan) -> dict[str, object]:
+    """The plan as DESIGN §5's JSON object."""
+    return {
+        "policy": plan.policy_path,
+        "changes": plan.changes,
+        "sockets": [socket_json(s) for s in plan.sockets],
+        "idle_allows": [
+            {"proto": i.proto.value, "ports": i.ports, "line": i.line, "comment": i.comment}
+            for i in plan.idle_allows
+        ],
+        "ruleset": {
+            "state": plan.ruleset.state.value if plan.ruleset.state is not None else "unknown",
+            "diff": plan.ruleset.diff,
+            "reason": plan.ruleset.reason,
+        },
+    }
