@@ -38,9 +38,9 @@ def status(
         loaded = load_policy(policy)
         print_warnings(loaded.warnings)
         rendered = render_nftables(loaded.policy)
+    live = list_table()  # first: not root or no python-nftables is the error to report
     state = open_state_dir(state_dir)
     applied = state.read_applied()
-    live = list_table()
     verdict = classify(rendered, applied, live)
     out(f"table inet portguard: {verdict}")
     details = _details(

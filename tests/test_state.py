@@ -1,0 +1,142 @@
+"""The state dir: atomic records, last-known-good, removal, and the lock with its timeout."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
+
+import pytest
+
+from portguard.state import (
+    STATE_DIR_ENV,
+    AppliedState,
+    LockTimeout,
+    StateDir,
+    StateError,
+    default_state_dir,
+    listing_digest,
+)
+
+
+def _applied(name: str) -> AppliedState:
+    listing = f"table inet portguard {{ # {name}\n}}\n"
+    return AppliedState(
+        policy_path=f"{name}.yaml",
+        policy_text=f"version: 1  # {name}\n",
+        rendered=f"# {name}\n",
+        listing=listing,
+        listing_sha256=listing_digest(listing),
+        applied_at="2026-01-01T00:00:00+00:00",
+    )
+
+
+def test_default_state_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PORTGUARD_STATE_DIR wins; without it (or empty) the default is /var/lib/portguard."""
+    monkeypatch.setenv(STATE_DIR_ENV, "/srv/pg")
+    assert default_state_dir() == Path("/srv/pg")
+    monkeypatch.setenv(STATE_DIR_ENV, "")
+    assert default_state_dir() == Path("/var/lib/portguard")
+    monkeypatch.delenv(STATE_DIR_ENV)
+    assert default_state_dir() == Path("/var/lib/portguard")
+
+
+def test_empty_state_dir_has_no_records(tmp_path: Path) -> None:
+    """A state dir that does not exist yet reads as nothing applied, nothing removed."""
+    state = StateDir(tmp_path / "missing")
+    assert state.read_applied() is None
+    assert state.read_last_known_good() is None
+    assert state.read_removed_at() is None
+
+
+def test_records_round_trip_and_leave_no_temp_files(tmp_path: Path) -> None:
+    """A record reads back equal; the dir is made 0700 and holds only the final files."""
+    state = StateDir(tmp_path / "state")
+    state.record_applied(_applied("one"))
+    state.promote_last_known_good(_applied("one"))
+    state.record_applied(_applied("two"))
+    assert state.read_applied() == _applied("two")
+    assert state.read_last_known_good() == _applied("one")
+    assert (state.path.stat().st_mode & 0o777) == 0o700
+    assert sorted(p.name for p in state.path.iterdir()) == ["applied.json", "last-known-good.json"]
+
+
+def test_remove_drops_applied_keeps_last_known_good(tmp_path: Path) -> None:
+    """record_removed forgets the applied record, keeps last-known-good, and notes the time."""
+    state = StateDir(tmp_path)
+    state.record_applied(_applied("one"))
+    state.promote_last_known_good(_applied("one"))
+    state.record_removed()
+    assert state.read_applied() is None
+    assert state.read_last_known_good() == _applied("one")
+    removed_at = state.read_removed_at()
+    assert removed_at is not None and removed_at.startswith("20")
+    state.record_applied(_applied("two"))
+    assert state.read_removed_at() is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[1, 2]",
+        json.dumps({"policy_path": "p"}),
+        json.dumps({**_applied("x").__dict__, "listing_sha256": "0" * 64}),
+        json.dumps({**_applied("x").__dict__, "rendered": 5}),
+    ],
+    ids=["syntax", "not-object", "missing-fields", "bad-digest", "not-text"],
+)
+def test_damaged_record_is_a_state_error(tmp_path: Path, content: str) -> None:
+    """A damaged applied record raises StateError naming the file, never a traceback."""
+    (tmp_path / "applied.json").write_text(content)
+    with pytest.raises(StateError, match=r"applied\.json"):
+        StateDir(tmp_path).read_applied()
+
+
+def _hold_lock(path: str, ready: EventType, release: EventType) -> None:
+    with StateDir(Path(path)).lock(timeout=5):
+        ready.set()
+        release.wait(30)
+
+
+def test_lock_times_out_while_another_process_holds_it(tmp_path: Path) -> None:
+    """A second locker gets LockTimeout while the holder still holds it, then gets the lock."""
+    context = multiprocessing.get_context("fork")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with (
+            pytest.raises(LockTimeout, match="another portguard"),
+            StateDir(tmp_path).lock(timeout=0.2),
+        ):
+            pytest.fail("the lock was granted while another process held it")
+        assert holder.is_alive()  # the timeout fired while the lock was still held
+        release.set()
+        with StateDir(tmp_path).lock(timeout=10):
+            pass
+    finally:
+        release.set()
+        holder.join(10)
+    assert holder.exitcode == 0
+
+
+def test_lock_is_reentrant_across_sequential_uses(tmp_path: Path) -> None:
+    """The lock is released on exit, also after an error inside the block."""
+    state = StateDir(tmp_path)
+    with pytest.raises(RuntimeError), state.lock(timeout=1):
+        raise RuntimeError("inside")
+    with state.lock(timeout=0):
+        assert (tmp_path / "lock").exists()
+    assert os.listdir(tmp_path) == ["lock"]
+
+
+def test_unwritable_state_dir_is_a_state_error(tmp_path: Path) -> None:
+    """A state dir path under a regular file gives one StateError, not an OSError."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StateError, match="cannot create state dir"):
+        StateDir(blocker / "state").record_applied(_applied("one"))
