@@ -10,6 +10,7 @@ import typer
 
 from portguard.apply import DEFAULT_LOCK_TIMEOUT, apply_policy
 from portguard.cli.boot_report import run_boot
+from portguard.cli.lockout_guard import guard_apply
 from portguard.cli.output import out, print_warnings
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
 from portguard.drift import RulesetState
@@ -32,7 +33,7 @@ def apply(
         bool,
         typer.Option(
             "--force",
-            help="Override the lockout guard (the guard arrives with issue 4; no effect yet).",
+            help="Apply even if the policy would refuse this SSH session (SSH_CONNECTION).",
         ),
     ] = False,
     state_dir: StateDirOption = None,
@@ -52,6 +53,7 @@ def apply(
         return run_boot(policy, open_state_dir(state_dir), lock_timeout)
     loaded = load_policy(policy)
     print_warnings(loaded.warnings)
+    guard_apply(loaded.policy, force=force)
     state = open_state_dir(state_dir)
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Replace table inet portguard with the rules of {policy}?", abort=True)
