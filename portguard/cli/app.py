@@ -11,6 +11,7 @@ import typer
 from portguard.cli import (
     apply_cmd,
     check_cmd,
+    diff_cmd,
     install_cmd,
     plan_cmd,
     ports_cmd,
@@ -53,6 +54,7 @@ for module in (
     install_cmd,
     ports_cmd,
     plan_cmd,
+    diff_cmd,
 ):
     module.register(app)
 
