@@ -90,10 +90,8 @@ def _probes(tcp: list[int], udp: list[int]) -> list[Probe]:
         (HOST_V6, OTHER_V6),
     ]
     return [
-        Probe(proto, dst, port, src)
-        for dst, src in sources
-        for proto, ports in (("tcp", tcp), ("udp", udp))
-        for port in ports
+        *(Probe("tcp", dst, port, src) for dst, src in sources for port in tcp),
+        *(Probe("udp", dst, port, src) for dst, src in sources for port in udp),
     ]
 
 
@@ -143,7 +141,7 @@ def test_enforcer_with_many_allowed_ports(net_lab: Lab, tmp_path: Path, allowed_
     path = tmp_path / "many.yaml"
     path.write_text(f"version: 1\nallow:\n  - port: {allowed}\n    proto: [tcp, udp]\n")
     policy = load_policy(path).policy
-    sample = allowed[:: max(1, allowed_count // 20)] + [allowed[-1]]
+    sample = [*allowed[:: max(1, allowed_count // 20)], allowed[-1]]
     tcp = sorted({*sample, *(p + 1 for p in sample), 9999, allowed[-1] + 3})
     probes = [Probe("tcp", HOST_V4, p, SCANNER_V4) for p in tcp]
     probes += [Probe("udp", HOST_V6, p, SCANNER_V6) for p in tcp]
