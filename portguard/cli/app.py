@@ -12,6 +12,7 @@ from portguard.cli import (
     apply_cmd,
     check_cmd,
     diff_cmd,
+    enforce_cmd,
     install_cmd,
     plan_cmd,
     ports_cmd,
@@ -55,6 +56,7 @@ for module in (
     ports_cmd,
     plan_cmd,
     diff_cmd,
+    enforce_cmd,
 ):
     module.register(app)
 

@@ -12,7 +12,10 @@ import typer
 from portguard.cli.output import out, print_warnings
 from portguard.model import Policy
 from portguard.policy import load_policy
+from portguard.render.netsh import render_netsh
 from portguard.render.nftables import render_nftables
+from portguard.render.powershell import render_powershell
+from portguard.render.windivert import render_windivert
 
 __all__ = ["Target", "register"]
 
@@ -21,9 +24,17 @@ class Target(StrEnum):
     """What to render for."""
 
     NFTABLES = "nftables"
+    NETSH = "netsh"
+    POWERSHELL = "powershell"
+    WINDIVERT = "windivert"
 
 
-RENDERERS: dict[Target, Callable[[Policy], str]] = {Target.NFTABLES: render_nftables}
+RENDERERS: dict[Target, Callable[[Policy], str]] = {
+    Target.NFTABLES: render_nftables,
+    Target.NETSH: render_netsh,
+    Target.POWERSHELL: render_powershell,
+    Target.WINDIVERT: render_windivert,
+}
 
 
 def render(
