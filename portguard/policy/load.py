@@ -286,7 +286,7 @@ class _Builder:
             raise r.error(node, "port must name at least one port")
         ranges: list[PortRange] = []
         for item in items:
-            value = r.scalar(item)
+            value = r.scalar(item, "port")
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise r.error(item, f'port must be a number or "A-B", found {describe(value)}')
             match = PORT_RANGE.match(str(value))

@@ -14,6 +14,9 @@ __all__ = ["NodeReader", "compose_document", "decode_text", "describe"]
 
 MAX_POLICY_BYTES = 16 * 1024 * 1024
 MAX_NESTING = 64
+MAPPING_TAG = "tag:yaml.org,2002:map"
+SEQUENCE_TAG = "tag:yaml.org,2002:seq"
+NULL_TAG = "tag:yaml.org,2002:null"
 
 
 def _mark_location(file: str, mark: yaml.Mark | None) -> Location:
@@ -83,6 +86,12 @@ def compose_document(file: str, text: str) -> Node:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context:
+            started = exc.context_mark
+            if started is not None and mark is not None and started.line != mark.line:
+                problem = f"{exc.context} (from line {started.line + 1}), {exc.problem}"
+            else:
+                problem = f"{exc.context}, {exc.problem}"
         raise PolicyError(_mark_location(file, mark), f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise PolicyError(Location(file, 1, 1), f"YAML error: {exc}") from None
@@ -115,14 +124,17 @@ class NodeReader:
         """A PolicyError located at `node`."""
         return PolicyError(self.location(node), message)
 
-    def scalar(self, node: Node) -> object:
+    def scalar(self, node: Node, what: str | None = None) -> object:
         """The Python value of a scalar node (int, bool, str, None, float, ...)."""
         if not isinstance(node, ScalarNode):
-            raise self.error(node, f"expected a single value, found a {_kind(node)}")
+            expected = f"{what} must be a single value" if what else "expected a single value"
+            raise self.error(node, f"{expected}, found {_kind(node)}")
         try:
             return self._constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
-            raise self.error(node, f"unsupported YAML tag '{node.tag}'") from None
+            raise self.error(
+                node, f"unsupported YAML tag '{node.tag}' on '{node.value}'; quote it if it is text"
+            ) from None
         except (ValueError, TypeError, OverflowError):
             kind = node.tag.rsplit(":", 1)[-1]
             raise self.error(node, f"'{node.value}' is not a valid YAML {kind}") from None
@@ -130,12 +142,14 @@ class NodeReader:
     def mapping(self, node: Node, what: str) -> dict[str, tuple[Node, Node]]:
         """A mapping's entries as {key: (key node, value node)}; duplicate keys are an error."""
         if not isinstance(node, MappingNode):
-            raise self.error(node, f"{what} must be a mapping, found a {_kind(node)}")
+            raise self.error(node, f"{what} must be a mapping, found {_kind(node)}")
+        if node.tag != MAPPING_TAG:
+            raise self.error(node, f"unsupported YAML tag '{node.tag}' on {what}")
         entries: dict[str, tuple[Node, Node]] = {}
         for key_node, value_node in node.value:
             key = self.scalar(key_node)
             if not isinstance(key, str):
-                raise self.error(key_node, f"keys in {what} must be strings, found {key!r}")
+                raise self.error(key_node, f"keys in {what} must be strings, found {describe(key)}")
             if key in entries:
                 first = self.location(entries[key][0])
                 raise self.error(
@@ -147,28 +161,30 @@ class NodeReader:
     def sequence(self, node: Node, what: str, *, allow_scalar: bool = False) -> list[Node]:
         """A sequence's items; with `allow_scalar`, a lone value counts as a one-item list."""
         if isinstance(node, SequenceNode):
+            if node.tag != SEQUENCE_TAG:
+                raise self.error(node, f"unsupported YAML tag '{node.tag}' on {what}")
             return list(node.value)
         if allow_scalar and isinstance(node, ScalarNode):
             return [node]
-        raise self.error(node, f"{what} must be a list, found a {_kind(node)}")
+        raise self.error(node, f"{what} must be a list, found {_kind(node)}")
 
     def string(self, node: Node, what: str) -> str:
         """A string value; numbers, booleans and nulls are an error."""
-        value = self.scalar(node)
+        value = self.scalar(node, what)
         if not isinstance(value, str):
             raise self.error(node, f"{what} must be a string, found {describe(value)}")
         return value
 
     def integer(self, node: Node, what: str) -> int:
         """An integer value (booleans are not integers here)."""
-        value = self.scalar(node)
+        value = self.scalar(node, what)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(node, f"{what} must be an integer, found {describe(value)}")
         return value
 
     def boolean(self, node: Node, what: str) -> bool:
         """A boolean value (true / false)."""
-        value = self.scalar(node)
+        value = self.scalar(node, what)
         if not isinstance(value, bool):
             raise self.error(node, f"{what} must be true or false, found {describe(value)}")
         return value
@@ -183,10 +199,12 @@ class NodeReader:
 
 def _kind(node: Node) -> str:
     if isinstance(node, MappingNode):
-        return "mapping"
+        return "a mapping"
     if isinstance(node, SequenceNode):
-        return "list"
-    return "single value"
+        return "a list"
+    if node.tag == NULL_TAG:
+        return "nothing (null)"
+    return "a single value"
 
 
 def describe(value: object) -> str:
