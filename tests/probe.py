@@ -1,7 +1,7 @@
 """Real-socket probing between namespaces: listeners on the host, TCP/UDP probes from a scanner.
 
 The controller side (used by tests and the demo) starts this same file as a script inside a
-namespace, `python tests/probe.py serve|scan|flow ...`; the script side uses only the standard
+namespace, `python tests/probe.py serve|scan|flow|watch ...`; the script side uses only the standard
 library, so it runs wherever the venv's Python runs. Outcomes are "open" (connected, or the UDP
 echo answered), "refused" (TCP reset, or ICMP port unreachable) and "filtered" (no answer
 within the timeout). Anything else is reported by its error name, so a surprise shows up as a
@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -46,11 +47,13 @@ __all__ = [
     "apply_in_host",
     "expected_outcome",
     "finish_flow",
+    "finish_watch",
     "listeners",
     "prepare_lab",
     "quiet_icmp_ratelimit",
     "scan",
     "start_flow",
+    "start_watch",
 ]
 
 OPEN = "open"
@@ -61,6 +64,8 @@ PAYLOAD = b"portguard-probe"
 READY_TIMEOUT = 10.0
 DEFAULT_TIMEOUT = 0.8
 MAX_WORKERS = 64
+LISTEN_BACKLOG = 4096
+WATCH_INTERVAL = 0.01  # pause between a watcher's probes: the listener must keep up
 # A second scanner address on each side of a `from` line (documentation ranges, veth only).
 SCANNER_V4_EXTRA = "192.0.2.3"
 SCANNER_V6_EXTRA = "2001:db8:7::3"
@@ -175,13 +180,39 @@ def start_flow(
 
 def finish_flow(proc: subprocess.Popen[str]) -> FlowResult:
     """Ask a flow started by `start_flow` to stop, and return how it went."""
-    proc.send_signal(2)  # SIGINT: the flow loop stops and reports
-    out, err = proc.communicate(timeout=10)
-    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-    if not lines:
-        return FlowResult(0, f"no report from flow process: {err.strip()}")
-    report = json.loads(lines[-1])
+    report = _interrupt_for_report(proc)
+    if not isinstance(report, dict):
+        return FlowResult(0, f"no report from the flow process: {report}")
     return FlowResult(int(report["exchanges"]), report["error"])
+
+
+@contextlib.contextmanager
+def start_watch(
+    ns: Netns, probes: Sequence[Probe], timeout: float = DEFAULT_TIMEOUT
+) -> Iterator[subprocess.Popen[str]]:
+    """Probe each of `probes` over and over from `ns`, one thread each, until finish_watch."""
+    request = json.dumps([asdict(p) for p in probes])
+    proc = ns.popen(_script_argv("watch", "--timeout", str(timeout), request))
+    try:
+        _wait_ready(proc)
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def finish_watch(proc: subprocess.Popen[str]) -> list[dict[str, int]]:
+    """Stop a watch; for each probe, how often each outcome was seen."""
+    report = _interrupt_for_report(proc)
+    if not isinstance(report, list):
+        raise RuntimeError(f"no report from the watch process: {report}")
+    return [{str(k): int(v) for k, v in counts.items()} for counts in report]
+
+
+def _interrupt_for_report(proc: subprocess.Popen[str]) -> object:
+    proc.send_signal(signal.SIGINT)  # the helper stops its loop and prints a JSON report
+    out, err = proc.communicate(timeout=15)
+    lines = [ln for ln in out.splitlines() if ln.startswith(("{", "["))]
+    return json.loads(lines[-1]) if lines else err.strip()
 
 
 def expected_outcome(
@@ -250,7 +281,7 @@ def _serve(tcp: list[int], udp: list[int]) -> None:
     sel = selectors.DefaultSelector()
     for port in tcp:
         server = _dual_stack(socket.SOCK_STREAM, port)
-        server.listen(512)
+        server.listen(LISTEN_BACKLOG)
         sel.register(server, selectors.EVENT_READ, "accept")
     for port in udp:
         sel.register(_dual_stack(socket.SOCK_DGRAM, port), selectors.EVENT_READ, "udp")
@@ -351,6 +382,28 @@ def _flow(dst: str, port: int, interval: float) -> None:
     print(json.dumps({"exchanges": exchanges, "error": error}), flush=True)
 
 
+def _watch(probes: list[Probe], timeout: float) -> None:
+    stop = threading.Event()
+    counts: list[dict[str, int]] = [{} for _ in probes]
+
+    def repeat(index: int) -> None:
+        while not stop.is_set():
+            outcome = _probe(probes[index], timeout)
+            counts[index][outcome] = counts[index].get(outcome, 0) + 1
+            stop.wait(WATCH_INTERVAL)
+
+    threads = [threading.Thread(target=repeat, args=(i,), daemon=True) for i in range(len(probes))]
+    for thread in threads:
+        thread.start()
+    print("ready", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    stop.set()
+    for thread in threads:
+        thread.join(timeout + 5)
+    print(json.dumps(counts), flush=True)
+
+
 def _ports(text: str) -> list[int]:
     return [int(p) for p in text.split(",") if p]
 
@@ -367,12 +420,17 @@ def _main(argv: Sequence[str]) -> None:
     flow.add_argument("dst")
     flow.add_argument("port", type=int)
     flow.add_argument("--interval", type=float, default=0.005)
+    watch = commands.add_parser("watch", help="probe a JSON list repeatedly until SIGINT")
+    watch.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    watch.add_argument("probes", type=json.loads)
     args = parser.parse_args(argv)
     if args.command == "serve":
         with contextlib.suppress(KeyboardInterrupt):
             _serve(args.tcp, args.udp)
     elif args.command == "scan":
         _scan(args.timeout)
+    elif args.command == "watch":
+        _watch([Probe(**item) for item in args.probes], args.timeout)
     else:
         _flow(args.dst, args.port, args.interval)
 
