@@ -10,6 +10,9 @@ from portguard.render.windows_rules import (
     build_windows_rules,
     windows_text,
 )
+from portguard.render.windows_rules import (
+    generation as rule_generation,
+)
 
 __all__ = ["netsh_lines", "render_netsh", "rule_name"]
 
@@ -43,7 +46,7 @@ def netsh_lines(rule: WindowsRule, generation: str) -> list[str]:
 def render_netsh(policy: Policy) -> str:
     """A batch script adding every portguard rule for `policy` with netsh."""
     ruleset = build_windows_rules(policy, interfaces=False)
-    generation = f"{ruleset.fingerprint}a"
+    generation = rule_generation(ruleset.fingerprint)
     lines = [
         "@echo off",
         f"rem Rendered by portguard {__version__} from {windows_text(policy.path)}.",

@@ -12,6 +12,9 @@ from portguard.render.windows_rules import (
     build_windows_rules,
     windows_text,
 )
+from portguard.render.windows_rules import (
+    generation as rule_generation,
+)
 
 __all__ = ["new_rule_command", "powershell_script", "render_powershell"]
 
@@ -54,7 +57,7 @@ def powershell_script(ruleset: WindowsRuleset, generation: str) -> list[str]:
 def render_powershell(policy: Policy) -> str:
     """A PowerShell script adding every portguard rule for `policy` (group "portguard")."""
     ruleset = build_windows_rules(policy)
-    generation = f"{ruleset.fingerprint}a"
+    generation = rule_generation(ruleset.fingerprint)
     lines = [
         f"# Rendered by portguard {__version__} from {windows_text(policy.path)}.",
         f"# Rules are in group '{GROUP}', named '{GROUP}-{generation}-...'. Block rules win over",

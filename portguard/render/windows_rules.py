@@ -49,6 +49,7 @@ __all__ = [
     "address_complement",
     "build_windows_rules",
     "chunked",
+    "generation",
     "windows_text",
 ]
 
@@ -93,6 +94,11 @@ class WindowsRuleset:
     rules: tuple[WindowsRule, ...]
     notes: tuple[str, ...]
     fingerprint: str  # 8 hex digits; changes whenever any rule changes
+
+
+def generation(fingerprint: str, slot: str = "a") -> str:
+    """The name part that tells one applied rule set from the next: fingerprint and slot."""
+    return f"{fingerprint}.{slot}"
 
 
 def chunked(items: Sequence[T], size: int) -> list[tuple[T, ...]]:
