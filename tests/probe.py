@@ -131,12 +131,13 @@ def prepare_lab(lab: Lab) -> None:
 
 
 def apply_in_host(lab: Lab, policy_file: Path, state_dir: Path) -> None:
-    """Load `policy_file` into the lab's host namespace (the transaction apply sends)."""
-    from portguard.policy import load_policy  # noqa: PLC0415 - interim, until apply lands
-    from portguard.render.nftables import render_nftables, transaction  # noqa: PLC0415
+    """Run the real `portguard apply POLICY --yes --state-dir DIR` in the lab's host namespace."""
+    from tests.netns import portguard_argv  # noqa: PLC0415 - the script side has no `tests`
 
-    text = transaction(render_nftables(load_policy(policy_file).policy))
-    lab.host.run(["nft", "-f", "-"], input_text=text)
+    argv = portguard_argv("apply", str(policy_file), "--yes", "--state-dir", str(state_dir))
+    done = lab.host.run(argv, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"portguard apply failed ({done.returncode}): {done.stderr.strip()}")
 
 
 @contextlib.contextmanager

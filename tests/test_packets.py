@@ -183,25 +183,28 @@ def test_limit_per_source(net_lab: Lab, tmp_path: Path) -> None:
         tmp_path,
         "version: 1\nallow:\n  - port: 22\n    limit: 3/minute\n    comment: rate limited\n",
     )
+    limit = policy.allow[0].limit
+    assert limit is not None
     prepare_lab(net_lab)
-    attempts = 4
-    order = [s for s in SOURCES for _ in range(attempts)]
+    attempts = limit.count + 1
+    probes = [Probe("tcp", _dst(src), 22, src) for src in SOURCES]
     with listeners(net_lab.host, tcp=(22,)):
-        control = scan(net_lab.scanner, [Probe("tcp", _dst(s), 22, s) for s in SOURCES])
-        assert {r.outcome for r in control} == {OPEN}
+        assert {r.outcome for r in scan(net_lab.scanner, probes)} == {OPEN}, "control"
         apply_in_host(net_lab, policy_file, tmp_path / "state")
-        used: dict[str, int] = {}
-        wrong = []
-        observed = []
-        for src in order:  # one at a time: which attempt is over the limit matters
-            (result,) = scan(net_lab.scanner, [Probe("tcp", _dst(src), 22, src)])
-            used[src] = used.get(src, 0) + 1
-            over = used[src] > policy.allow[0].limit.count if policy.allow[0].limit else False
+        # Round by round, one new connection from every source at once: each source's
+        # attempts stay in order, and the meters are per source, so rounds do not interfere.
+        rounds = [scan(net_lab.scanner, probes) for _ in range(attempts)]
+    wrong = []
+    for number, results in enumerate(rounds, start=1):
+        for result in results:
             want = expected_outcome(
-                policy, result.probe, listening=True, interface=net_lab.host_if, over_limit=over
+                policy,
+                result.probe,
+                listening=True,
+                interface=net_lab.host_if,
+                over_limit=number > limit.count,
             )
-            observed.append(result.outcome)
             if result.outcome != want:
-                wrong.append(f"attempt {used[src]} from {src}: saw {result.outcome}, want {want}")
+                wrong.append(f"attempt {number} {result.probe}: saw {result.outcome}, want {want}")
     assert wrong == []
-    assert observed == ([OPEN] * 3 + [FILTERED] * (attempts - 3)) * len(SOURCES)
+    assert [{r.outcome for r in results} for results in rounds] == [{OPEN}] * 3 + [{FILTERED}]
