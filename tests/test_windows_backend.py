@@ -1,0 +1,157 @@
+"""Windows Firewall apply/status/remove against a recording fake of PowerShell.
+
+There is no Windows host here, so the runner is a fake: it keeps the rule names a real
+Windows Firewall would hold, understands exactly the scripts the backend sends (add by
+New-NetFirewallRule, list, remove by name pattern) and records a snapshot after every call.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from portguard.backends.windows import (
+    POWERSHELL_ARGV,
+    RunResult,
+    SyncState,
+    WindowsFirewallError,
+    apply_windows,
+    remove_windows,
+    windows_status,
+)
+from portguard.model import Policy
+from portguard.policy import load_policy
+
+OTHER_RULE = "SomeVendor-Allow-8080"  # a rule outside the portguard group
+NAME = re.compile(r"-Name '([^']+)'")
+
+
+@dataclass
+class FakeFirewall:
+    """A recording stand-in for powershell.exe driving Windows Firewall."""
+
+    group: set[str] = field(default_factory=set)
+    others: set[str] = field(default_factory=lambda: {OTHER_RULE})
+    fail_at_rule: int | None = None  # the Nth New-NetFirewallRule fails (1-based)
+    scripts: list[str] = field(default_factory=list)
+    snapshots: list[frozenset[str]] = field(default_factory=list)
+
+    def run(self, argv: Sequence[str], stdin: str | None = None) -> RunResult:
+        """Interpret one backend script; record it and the rule names afterwards."""
+        assert tuple(argv) == POWERSHELL_ARGV and stdin is not None
+        self.scripts.append(stdin)
+        result = self._interpret(stdin)
+        self.snapshots.append(frozenset(self.group))
+        return result
+
+    def _interpret(self, script: str) -> RunResult:
+        if "New-NetFirewallRule" in script:
+            for number, name in enumerate(NAME.findall(script), 1):
+                if number == self.fail_at_rule:
+                    return RunResult(1, "", "New-NetFirewallRule : The parameter is incorrect.")
+                assert "-Group 'portguard'" in script
+                self.group.add(name)
+            return RunResult(0, "", "")
+        if "Remove-NetFirewallRule" in script:
+            keep = re.search(r"-notlike '([^']+)'", script)
+            only = re.search(r"-like '([^']+)'", script)
+            for name in list(self.group):
+                if keep and fnmatch.fnmatchcase(name, keep.group(1)):
+                    continue
+                if only and not fnmatch.fnmatchcase(name, only.group(1)):
+                    continue
+                self.group.discard(name)
+            return RunResult(0, "", "")
+        if "Get-NetFirewallRule -Group 'portguard'" in script:
+            return RunResult(0, "".join(f"{n}\r\n" for n in sorted(self.group)), "")
+        return RunResult(1, "", f"unexpected script: {script[:60]}")
+
+
+def _policy(tmp_path: Path, text: str) -> Policy:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return load_policy(path).policy
+
+
+WEB = "version: 1\nallow:\n  - port: [80, 443]\n  - port: 22\n    from: [192.0.2.0/24]\n"
+WEB_MORE = WEB + "  - port: 8443\n"
+
+
+def test_apply_adds_every_rule_in_the_group_only(tmp_path: Path) -> None:
+    """A first apply creates the rendered rules, all in one generation; other rules untouched."""
+    fake = FakeFirewall()
+    result = apply_windows(_policy(tmp_path, WEB), fake)
+    assert result.changed and result.added == len(fake.group) > 3
+    assert {n.split("-")[1] for n in fake.group} == {result.generation}
+    assert fake.others == {OTHER_RULE}
+    assert any("-block-tcp-" in n for n in fake.group)
+
+
+def test_reapply_of_the_same_policy_changes_nothing(tmp_path: Path) -> None:
+    """In sync: apply only lists, adds nothing and removes nothing."""
+    fake = FakeFirewall()
+    policy = _policy(tmp_path, WEB)
+    apply_windows(policy, fake)
+    before = len(fake.scripts)
+    again = apply_windows(policy, fake)
+    assert not again.changed
+    assert [s for s in fake.scripts[before:] if "New-Net" in s or "Remove-Net" in s] == []
+    assert windows_status(policy, fake).state is SyncState.IN_SYNC
+
+
+def test_changed_policy_never_leaves_a_moment_without_block_rules(tmp_path: Path) -> None:
+    """The new generation is added before the old one is removed; blocks are always present."""
+    fake = FakeFirewall()
+    first = apply_windows(_policy(tmp_path, WEB), fake)
+    start = len(fake.snapshots)
+    second = apply_windows(_policy(tmp_path, WEB_MORE), fake)
+    assert second.generation != first.generation and second.removed > 0
+    for snapshot in fake.snapshots[start:]:
+        assert any("-block-tcp-" in n for n in snapshot)
+    add_at = next(i for i, s in enumerate(fake.scripts) if "New-Net" in s and i >= start)
+    remove_at = next(i for i, s in enumerate(fake.scripts) if "Remove-Net" in s and i >= start)
+    assert add_at < remove_at
+    assert {n.split("-")[1] for n in fake.group} == {second.generation}
+
+
+def test_drift_is_seen_and_repaired_without_a_gap(tmp_path: Path) -> None:
+    """A deleted portguard rule makes status `differs`; apply re-adds under the other slot."""
+    fake = FakeFirewall()
+    policy = _policy(tmp_path, WEB)
+    first = apply_windows(policy, fake)
+    victim = sorted(n for n in fake.group if "allow" in n)[0]
+    fake.group.discard(victim)
+    status = windows_status(policy, fake)
+    assert status.state is SyncState.DIFFERS and status.missing == (victim,)
+    repaired = apply_windows(policy, fake)
+    assert repaired.generation.split(".")[0] == first.generation.split(".")[0]
+    assert repaired.generation != first.generation
+    assert windows_status(policy, fake).state is SyncState.IN_SYNC
+
+
+def test_failed_add_rolls_back_and_keeps_the_old_rules(tmp_path: Path) -> None:
+    """When Windows refuses a rule, the partial new generation is deleted; the old one stays."""
+    fake = FakeFirewall()
+    apply_windows(_policy(tmp_path, WEB), fake)
+    old = set(fake.group)
+    fake.fail_at_rule = 3
+    with pytest.raises(WindowsFirewallError, match="The parameter is incorrect"):
+        apply_windows(_policy(tmp_path, WEB_MORE), fake)
+    assert fake.group == old
+    assert fake.others == {OTHER_RULE}
+
+
+def test_remove_deletes_the_group_only_and_status_says_absent(tmp_path: Path) -> None:
+    """remove empties the portguard group and leaves every other rule."""
+    fake = FakeFirewall()
+    policy = _policy(tmp_path, WEB)
+    apply_windows(policy, fake)
+    assert remove_windows(fake) > 0
+    assert fake.group == set() and fake.others == {OTHER_RULE}
+    assert windows_status(policy, fake).state is SyncState.ABSENT
+    assert remove_windows(fake) == 0
