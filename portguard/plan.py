@@ -156,8 +156,11 @@ def judge_socket(policy: Policy, sock: ListeningSocket) -> SocketPlan:
 
 
 def rule_reach_text(rule: AllowRule) -> str:
-    """Who an entry lets in, in words: "anywhere", "@office, 10.0.0.0/8 on eth1"."""
-    text = ", ".join(rule.source_names) if rule.source_names else "anywhere"
+    """Who an entry lets in: "anywhere", "any source on eth1", "@office (limit 6/minute)"."""
+    if rule.source_names:
+        text = ", ".join(rule.source_names)
+    else:
+        text = "any source" if rule.interface else "anywhere"
     if rule.interface:
         text += f" on {rule.interface}"
     if rule.limit:

@@ -149,15 +149,19 @@ def _ruleset_text(result: Plan) -> str:
         head = f"Ruleset: unknown ({result.ruleset.reason})"
     else:
         head = f"Ruleset: {STATE_WORDS[state]}"
-    summary = (
-        f"Summary: {len(result.unreachable)} unreachable, {len(result.idle_allows)} idle"
-        f" allow{'' if len(result.idle_allows) == 1 else 's'}, "
-        + {None: "changes unknown", True: "changes pending", False: "no changes"}[result.changes]
-    )
+    summary = f"Summary: {_summary(result)}"
     parts = [head]
     if result.ruleset.diff:
         parts.append(result.ruleset.diff.rstrip("\n"))
     return "\n".join([*parts, summary])
+
+
+def _summary(result: Plan) -> str:
+    return (
+        f"{len(result.unreachable)} unreachable, {len(result.idle_allows)} idle"
+        f" allow{'' if len(result.idle_allows) == 1 else 's'}, "
+        + {None: "changes unknown", True: "changes pending", False: "no changes"}[result.changes]
+    )
 
 
 def plan_text(result: Plan) -> str:
@@ -172,7 +176,7 @@ def plan_text(result: Plan) -> str:
 
 def plan_markdown(result: Plan) -> str:
     """The plan as markdown, fit to paste into a pull request."""
-    blocks = [f"## portguard plan: `{result.policy_path}`"]
+    blocks = [f"## portguard plan: `{result.policy_path}`", f"**{_summary(result)}**"]
     for section in plan_sections(result)[:-1]:
         body = markdown_table(section.headers, section.rows) if section.rows else "_none_"
         blocks.append(f"### {section.title}\n\n{body}")
