@@ -8,7 +8,11 @@ New-NetFirewallRule, list, remove by name pattern) and records a snapshot after 
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
 import re
+import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +28,11 @@ from portguard.backends.windows import (
     remove_windows,
     windows_status,
 )
+from portguard.facts.windows import SYSTEM_PROCESS, sockets_from_connections
 from portguard.model import Policy
 from portguard.policy import load_policy
+from tests.netns import Netns
+from tests.probe import listeners
 
 OTHER_RULE = "SomeVendor-Allow-8080"  # a rule outside the portguard group
 NAME = re.compile(r"-Name '([^']+)'")
@@ -155,3 +162,59 @@ def test_remove_deletes_the_group_only_and_status_says_absent(tmp_path: Path) ->
     assert fake.group == set() and fake.others == {OTHER_RULE}
     assert windows_status(policy, fake).state is SyncState.ABSENT
     assert remove_windows(fake) == 0
+
+
+FACTS_SCRIPT = (
+    "import json; from portguard.facts.windows import listening_sockets; "
+    "print(json.dumps([[s.proto.value, str(s.address), s.port, s.pid, s.process]"
+    " for s in listening_sockets()]))"
+)
+
+
+def test_psutil_facts_see_real_listeners_in_a_namespace(netns: Netns) -> None:
+    """facts.windows on psutil, run inside a throwaway namespace, finds its real listeners."""
+    with listeners(netns, tcp=[8081, 9443], udp=[5353]):
+        done = netns.run([sys.executable, "-c", FACTS_SCRIPT], env=_env())
+    found = {(proto, port): (address, pid, process) for proto, address, port, pid, process in
+             json.loads(done.stdout)}  # fmt: skip
+    assert set(found) == {("tcp", 8081), ("tcp", 9443), ("udp", 5353)}
+    address, pid, process = found[("tcp", 8081)]
+    assert address == "::" and isinstance(pid, int) and process and "python" in process
+
+
+@dataclass(frozen=True)
+class _Addr:
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class _Conn:
+    type: int
+    status: str
+    laddr: _Addr
+    raddr: tuple[str, int] | tuple[()]
+    pid: int | None
+
+
+def test_psutil_rows_keep_listeners_and_name_the_system_process() -> None:
+    """LISTEN TCP and unconnected UDP are kept; PID 4 is named as a kernel-mode listener."""
+    rows = [
+        _Conn(socket.SOCK_STREAM, "LISTEN", _Addr("0.0.0.0", 80), (), 4),
+        _Conn(socket.SOCK_STREAM, "ESTABLISHED", _Addr("10.0.0.1", 80), ("10.0.0.2", 5), 4),
+        _Conn(socket.SOCK_DGRAM, "NONE", _Addr("fe80::1%eth0", 546), (), 900),
+        _Conn(socket.SOCK_DGRAM, "NONE", _Addr("10.0.0.1", 5000), ("10.0.0.9", 53), 900),
+        _Conn(socket.SOCK_STREAM, "LISTEN", _Addr("127.0.0.1", 631), (), None),
+    ]
+    found = sockets_from_connections(rows, {900: "dhcpv6"}.get)
+    assert [(s.proto.value, str(s.address), s.port, s.process) for s in found] == [
+        ("tcp", "0.0.0.0", 80, SYSTEM_PROCESS),
+        ("tcp", "127.0.0.1", 631, None),
+        ("udp", "fe80::1", 546, "dhcpv6"),
+    ]
+    assert [s.exposed for s in found] == [True, False, True]
+
+
+def _env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": root}
