@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from portguard.cli import main
 from portguard.errors import PolicyError
 from portguard.model import Network, Policy, PortRange, Proto
 from portguard.policy import load_policy
@@ -316,3 +317,36 @@ def _load_text(text: str) -> Policy:
         path = Path(tmp) / "p.yaml"
         path.write_text(text)
         return _policy(path)
+
+
+@pytest.mark.parametrize("target", ["netsh", "powershell", "windivert"])
+def test_cli_renders_each_windows_target(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`portguard render --target T` prints the renderer's text and exits 0."""
+    path = SCENARIOS[1] / "policy.yaml"
+    assert main(["render", "--target", target, str(path)]) == 0
+    printed = capsys.readouterr().out
+    expected = {"netsh": "netsh advfirewall", "powershell": "New-NetFirewallRule"}
+    assert expected.get(target, "tcp.Syn and not tcp.Ack") in printed
+
+
+def test_cli_netsh_refuses_interface_with_one_located_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An `interface` entry for netsh is one `FILE:LINE:COL: message` line and exit 1."""
+    path = SCENARIOS[2] / "policy.yaml"
+    assert main(["render", "--target", "netsh", str(path)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and re.match(
+        rf"{re.escape(str(path))}:4:5: `interface` cannot", lines[0]
+    )
+
+
+def test_cli_enforce_rejects_a_bad_policy_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`enforce` on an invalid policy prints one located error and exits 1, diverting nothing."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: 1\nallow:\n  - port: 70000\n")
+    assert main(["enforce", str(path)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{path}:3:")
