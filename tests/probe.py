@@ -1,11 +1,11 @@
 """Real-socket probing between namespaces: listeners on the host, TCP/UDP probes from a scanner.
 
-The controller side (used by tests and the demo) starts this same file as a script inside a
-namespace, `python tests/probe.py serve|scan|flow|watch ...`; the script side uses only the standard
-library, so it runs wherever the venv's Python runs. Outcomes are "open" (connected, or the UDP
-echo answered), "refused" (TCP reset, or ICMP port unreachable) and "filtered" (no answer
-within the timeout). Anything else is reported by its error name, so a surprise shows up as a
-mismatch rather than being folded into one of the three.
+The controller side (tests, and scripts/demo.sh) runs this same file as a script inside a
+namespace: `python tests/probe.py serve|scan|flow|watch|compare ...`. The script side needs
+only the standard library and an importable portguard (the venv's Python has both). Outcomes
+are "open" (connected, or the UDP echo answered), "refused" (TCP reset, or ICMP port
+unreachable) and "filtered" (no answer within the timeout). Any other error is reported by
+its name, so a surprise shows up as a mismatch rather than being folded into one of the three.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ READY_TIMEOUT = 10.0
 DEFAULT_TIMEOUT = 0.8
 MAX_WORKERS = 64
 LISTEN_BACKLOG = 4096
+DEMO_INTERFACE = "pg-host0"  # the host side of scripts/demo.sh's veth, as in tests.netns.lab
 WATCH_INTERVAL = 0.01  # pause between a watcher's probes: the listener must keep up
 # A second scanner address on each side of a `from` line (documentation ranges, veth only).
 SCANNER_V4_EXTRA = "192.0.2.3"
@@ -405,6 +406,32 @@ def _watch(probes: list[Probe], timeout: float) -> None:
     print(json.dumps(counts), flush=True)
 
 
+def _compare(paths: list[str], tcp_listen: list[int], udp_listen: list[int], policy: str) -> int:
+    from portguard.policy import load_policy  # noqa: PLC0415 - only this subcommand needs it
+
+    loaded = load_policy(Path(policy)).policy
+    probes, before, after = (json.loads(Path(path).read_text()) for path in paths)
+    header = ("proto", "port", "address", "listening", "before", "after", "verdict.py says")
+    rows: list[tuple[str, ...]] = [header]
+    mismatches = 0
+    for item, was, now in zip(probes, before, after, strict=True):
+        probe = Probe(**item)
+        listen = probe.port in (tcp_listen if probe.proto == "tcp" else udp_listen)
+        want = expected_outcome(loaded, probe, listening=listen, interface=DEMO_INTERFACE)
+        mismatches += now != want
+        mark = want if now == want else f"{want}  <-- MISMATCH"
+        rows.append((probe.proto, str(probe.port), probe.dst, "yes" if listen else "no", was, now))
+        rows[-1] += (mark,)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    answering = sorted(
+        {f"{p['proto']} {p['port']}" for p, o in zip(probes, after, strict=True) if o == OPEN}
+    )
+    print(f"\nanswering after: {', '.join(answering) or 'nothing'}; {mismatches} mismatches")
+    return 1 if mismatches else 0
+
+
 def _ports(text: str) -> list[int]:
     return [int(p) for p in text.split(",") if p]
 
@@ -424,12 +451,21 @@ def _main(argv: Sequence[str]) -> None:
     watch = commands.add_parser("watch", help="probe a JSON list repeatedly until SIGINT")
     watch.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     watch.add_argument("probes", type=json.loads)
+    compare = commands.add_parser("compare", help="a before/after table of two scans")
+    compare.add_argument("probes", help="the JSON probe list given to scan")
+    compare.add_argument("before", help="scan's JSON output before")
+    compare.add_argument("after", help="scan's JSON output after")
+    compare.add_argument("--tcp", type=_ports, default=[], help="TCP ports with a listener")
+    compare.add_argument("--udp", type=_ports, default=[], help="UDP ports with a listener")
+    compare.add_argument("--policy", required=True, help="the applied policy, for verdict.py")
     args = parser.parse_args(argv)
     if args.command == "serve":
         with contextlib.suppress(KeyboardInterrupt):
             _serve(args.tcp, args.udp)
     elif args.command == "scan":
         _scan(args.timeout)
+    elif args.command == "compare":
+        sys.exit(_compare([args.probes, args.before, args.after], args.tcp, args.udp, args.policy))
     elif args.command == "watch":
         _watch([Probe(**item) for item in args.probes], args.timeout)
     else:
