@@ -10,7 +10,8 @@ from pathlib import Path
 
 def main(names: list[str]) -> None:
     """Import and run bench.NAME.main() for each NAME given, or for every module found."""
-    found = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]))
+    modules = pkgutil.iter_modules([str(Path(__file__).parent)])
+    found = sorted(m.name for m in modules if not m.name.startswith("_"))  # not __main__
     for name in names or found:
         module = importlib.import_module(f"bench.{name}")
         runner = getattr(module, "main", None)
