@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -103,7 +103,7 @@ def _near(network: Network) -> list[IPv4Address | IPv6Address]:
     first, last = int(network.network_address), int(network.broadcast_address)
     top = 2**32 - 1 if network.version == 4 else 2**128 - 1
     numbers = {max(first - 1, 0), first, last, min(last + 1, top)}
-    return [ip_address(n) if network.version == 4 else IPv6Address(n) for n in numbers]
+    return [IPv4Address(n) if network.version == 4 else IPv6Address(n) for n in numbers]
 
 
 @st.composite
@@ -198,13 +198,16 @@ def rule_and_matching_packet(draw: st.DrawFn) -> tuple[AllowRule, Packet]:
         rule = replace(rule, sources=None, source_names=())
     port_range = draw(st.sampled_from(rule.ports))
     if rule.sources is None:
-        source: IPv4Address | IPv6Address = draw(
-            st.sampled_from([IPv4Address("203.0.113.7"), IPv6Address("2001:db8:ffff::9")])
-        )
+        anywhere: list[IPv4Address | IPv6Address] = [
+            IPv4Address("203.0.113.7"),
+            IPv6Address("2001:db8:ffff::9"),
+        ]
+        source = draw(st.sampled_from(anywhere))
     else:
         network = draw(st.sampled_from(rule.sources))
         offset = draw(st.integers(0, network.num_addresses - 1))
-        source = network[offset]
+        number = int(network.network_address) + offset
+        source = IPv4Address(number) if network.version == 4 else IPv6Address(number)
     interface = "eth0"
     if rule.interface is not None:
         suffix = draw(st.sampled_from(["", "7", "x"])) if rule.interface.endswith("*") else ""
