@@ -53,7 +53,7 @@ def main() -> None:
     if not can_make_netns():
         print("skipped: needs root to make throwaway namespaces")
         return
-    with tempfile.TemporaryDirectory() as tmp, lab("pgb") as pair:
+    with tempfile.TemporaryDirectory() as tmp, lab("pgde") as pair:
         policy = Path(tmp) / "bench.yaml"
         policy.write_text(POLICY)
         with listeners(pair.host, tcp=[PORT], udp=[PORT]):

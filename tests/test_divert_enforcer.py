@@ -8,6 +8,7 @@ enforcer is checked against the one meaning of a policy, not against a hand-writ
 from __future__ import annotations
 
 import selectors
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -172,3 +173,16 @@ def test_enforcer_applies_limit_per_source(net_lab: Lab, tmp_path: Path) -> None
     assert outcomes == [within, within, over]
     assert (within, over) == (OPEN, FILTERED)
     assert fresh_source == within
+
+
+def test_enforce_without_root_says_so_in_one_line(netns: Netns) -> None:
+    """As an unprivileged user, enforce exits 1 with one line naming root, diverting nothing."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) to drop root")
+    drop = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    policy = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+    done = netns.run([*drop, *portguard_argv("enforce", str(policy))], check=False, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "enforce needs root (CAP_BPF and CAP_NET_ADMIN); run as root"
+    ]

@@ -8,6 +8,7 @@ closing the handle detaches the filter, so nothing stays behind.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections import OrderedDict, deque
@@ -131,6 +132,8 @@ def open_divert(filter_text: str) -> DivertHandle:
         raise DivertUnavailable(
             "pydivert is not installed (pip install 'portguard[divert]')"
         ) from None
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        raise DivertUnavailable("enforce needs root (CAP_BPF and CAP_NET_ADMIN); run as root")
     ok, position, message = Divert.check_filter(filter_text)
     if not ok:
         raise DivertUnavailable(f"divert filter refused at {position}: {message}")
@@ -138,7 +141,9 @@ def open_divert(filter_text: str) -> DivertHandle:
     try:
         handle.open()
     except (OSError, ImportError, NotImplementedError) as error:
-        raise DivertUnavailable(f"cannot open the divert handle: {error}") from None
+        raise DivertUnavailable(
+            f"cannot open the divert handle: {error} (it needs root, or Administrator on Windows)"
+        ) from None
     opened: DivertHandle = handle
     return opened
 
