@@ -17,6 +17,7 @@ import json
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -66,6 +67,8 @@ DEFAULT_TIMEOUT = 0.8
 MAX_WORKERS = 64
 LISTEN_BACKLOG = 4096
 DEMO_INTERFACE = "pg-host0"  # the host side of scripts/demo.sh's veth, as in tests.netns.lab
+TCP_INFO_SIZE = 104
+TCP_INFO_TOTAL_RETRANS = 100  # offset of tcpi_total_retrans: 8 + 23 * 4
 WATCH_INTERVAL = 0.01  # pause between a watcher's probes: the listener must keep up
 # A second scanner address on each side of a `from` line (documentation ranges, veth only).
 SCANNER_V4_EXTRA = "192.0.2.3"
@@ -94,9 +97,11 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class FlowResult:
-    """How a long-lived TCP flow went: round trips completed, and the error that ended it."""
+    """How a long-lived TCP flow went: round trips, retransmitted segments, longest round trip."""
 
     exchanges: int
+    retransmits: int  # the client's tcpi_total_retrans: a dropped segment shows up here
+    longest_round_trip: float  # seconds, for the record
     error: str | None
 
 
@@ -184,8 +189,13 @@ def finish_flow(proc: subprocess.Popen[str]) -> FlowResult:
     """Ask a flow started by `start_flow` to stop, and return how it went."""
     report = _interrupt_for_report(proc)
     if not isinstance(report, dict):
-        return FlowResult(0, f"no report from the flow process: {report}")
-    return FlowResult(int(report["exchanges"]), report["error"])
+        return FlowResult(0, -1, 0.0, f"no report from the flow process: {report}")
+    return FlowResult(
+        int(report["exchanges"]),
+        int(report["retransmits"]),
+        float(report["longest"]),
+        report["error"],
+    )
 
 
 @contextlib.contextmanager
@@ -354,6 +364,8 @@ def _scan(timeout: float) -> None:
 
 def _flow(dst: str, port: int, interval: float) -> None:
     exchanges = 0
+    retransmits = -1
+    longest = 0.0
     error: str | None = None
     stop = threading.Event()
     ready_sent = False
@@ -364,6 +376,7 @@ def _flow(dst: str, port: int, interval: float) -> None:
             try:
                 while not stop.is_set():
                     message = f"ping {exchanges}\n".encode()
+                    sent_at = time.monotonic()
                     conn.sendall(message)
                     received = b""
                     while len(received) < len(message):
@@ -374,14 +387,24 @@ def _flow(dst: str, port: int, interval: float) -> None:
                     if received != message:
                         raise ValueError(f"echo mismatch after {exchanges} exchanges")
                     exchanges += 1
+                    longest = max(longest, time.monotonic() - sent_at)
                     time.sleep(interval)
             except KeyboardInterrupt:
                 pass
+            retransmits = _total_retrans(conn)
     except (OSError, ValueError) as failure:
         if not ready_sent:
             print("ready", flush=True)  # let the controller go on; the report has the error
         error = f"{type(failure).__name__}: {failure}"
-    print(json.dumps({"exchanges": exchanges, "error": error}), flush=True)
+    report = {"exchanges": exchanges, "retransmits": retransmits, "longest": longest}
+    print(json.dumps({**report, "error": error}), flush=True)
+
+
+def _total_retrans(conn: socket.socket) -> int:
+    """tcpi_total_retrans from Linux's struct tcp_info (8 bytes of u8 fields, then u32s)."""
+    info = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_SIZE)
+    (total,) = struct.unpack_from("I", info, TCP_INFO_TOTAL_RETRANS)
+    return int(total)
 
 
 def _watch(probes: list[Probe], timeout: float) -> None:
