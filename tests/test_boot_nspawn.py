@@ -62,14 +62,39 @@ After=portguard.service pg-at-network-pre.service network-pre.target
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'systemctl show -p ActiveState -p Result \
--p ActiveEnterTimestampMonotonic portguard.service > /pgout/portguard.txt; \
-systemctl show -p ActiveEnterTimestampMonotonic network-pre.target > /pgout/network-pre.txt; \
-journalctl -b -o short-monotonic --no-pager > /pgout/journal.txt 2>&1; \
-systemctl poweroff --no-block'
+ExecStart=/bin/sh /usr/local/sbin/pg-report.sh
 
 [Install]
 WantedBy=multi-user.target
+"""
+
+# If the test left /pgout/edit.yaml, the policy is edited while the system runs: portguard.path
+# must restart portguard.service, which applies it (port 8443 appears in the table).
+REPORT_SCRIPT = """\
+systemctl show -p ActiveState -p Result -p ActiveEnterTimestampMonotonic portguard.service \
+    > /pgout/portguard.txt
+systemctl show -p ActiveEnterTimestampMonotonic network-pre.target > /pgout/network-pre.txt
+if [ -f /pgout/edit.yaml ]; then
+    cp /pgout/edit.yaml /etc/portguard/policy.yaml
+    for i in $(seq 150); do
+        if nft list table inet portguard | grep -q 8443 \
+            && systemctl is-active -q portguard.service; then
+            break
+        fi
+        sleep 0.2
+    done
+    nft list table inet portguard > /pgout/after-edit.txt 2>&1
+    systemctl show -p ActiveState -p Result portguard.service >> /pgout/after-edit.txt
+fi
+journalctl -b -o short-monotonic --no-pager > /pgout/journal.txt 2>&1
+systemctl poweroff --no-block
+"""
+
+EDITED_POLICY = """\
+version: 1
+allow:
+  - service: ssh
+  - port: 8443
 """
 
 
@@ -100,6 +125,10 @@ def _properties(path: Path) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
+def _text_if_any(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
 @dataclass(frozen=True)
 class BootRecord:
     """What one container boot left behind: unit properties, the table listing, the journal."""
@@ -107,6 +136,7 @@ class BootRecord:
     service: dict[str, str]
     network_pre: dict[str, str]
     at_network_pre: str
+    after_edit: str | None
     journal: str
 
 
@@ -124,6 +154,7 @@ def _prepare(root: Path) -> None:
     units = root / "etc/systemd/system"
     (units / "pg-at-network-pre.service").write_text(AT_NETWORK_PRE_UNIT, encoding="utf-8")
     (units / "pg-report.service").write_text(REPORT_UNIT, encoding="utf-8")
+    (root / "usr/local/sbin/pg-report.sh").write_text(REPORT_SCRIPT, encoding="utf-8")
     subprocess.run(
         ["systemctl", f"--root={root}", "enable", "pg-at-network-pre.service", "pg-report.service"],
         check=True,
@@ -132,9 +163,14 @@ def _prepare(root: Path) -> None:
     )
 
 
-def _boot(root: Path, ns: Netns, out: Path) -> BootRecord:
-    """Boot `root` with systemd as PID 1 in namespace `ns` until pg-report powers it off."""
+def _boot(root: Path, ns: Netns, out: Path, edit: str | None = None) -> BootRecord:
+    """Boot `root` with systemd as PID 1 in `ns` until pg-report powers it off.
+
+    With `edit`, pg-report replaces the policy with it once the boot is done.
+    """
     out.mkdir()
+    if edit is not None:
+        (out / "edit.yaml").write_text(edit, encoding="utf-8")
     booted = subprocess.run(
         [
             "systemd-nspawn",
@@ -160,15 +196,16 @@ def _boot(root: Path, ns: Netns, out: Path) -> BootRecord:
         service=_properties(out / "portguard.txt"),
         network_pre=_properties(out / "network-pre.txt"),
         at_network_pre=(out / "at-network-pre.txt").read_text(encoding="utf-8"),
+        after_edit=_text_if_any(out / "after-edit.txt"),
         journal=context,
     )
 
 
 def test_real_systemd_loads_the_table_before_network_pre(netns: Netns, tmp_path: Path) -> None:
-    """Booted by systemd, the table is in force before network-pre; a broken edit falls back."""
+    """Booted by systemd: in force before network-pre, re-applied on edit, falls back if broken."""
     root = tmp_path / "root"
     _prepare(root)
-    first = _boot(root, netns, tmp_path / "out1")
+    first = _boot(root, netns, tmp_path / "out1", edit=EDITED_POLICY)
     assert first.service["ActiveState"] == "active", first.journal[-4000:]
     assert first.service["Result"] == "success"
     assert "table inet portguard {" in first.at_network_pre
@@ -177,6 +214,10 @@ def test_real_systemd_loads_the_table_before_network_pre(netns: Netns, tmp_path:
     assert 0 < loaded_at <= int(first.network_pre["ActiveEnterTimestampMonotonic"])
     assert "portguard: /etc/portguard/policy.yaml: applied" in first.journal
     assert "table inet portguard" in netns.ruleset()  # the rules landed in our namespace
+    assert first.after_edit is not None
+    assert "8443" in first.after_edit, first.journal[-3000:]  # portguard.path re-applied it
+    assert "ActiveState=active" in first.after_edit
+    assert "8443" in netns.ruleset()
 
     (root / "etc/portguard/policy.yaml").write_text(BROKEN_POLICY, encoding="utf-8")
     with throwaway_netns("pgn") as fresh:
