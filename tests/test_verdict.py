@@ -33,7 +33,7 @@ from portguard.verdict import (
     verdict,
 )
 
-__all__ = ["packets_for", "policies", "rules"]
+__all__ = ["packets_for", "policies", "port_ranges", "rules"]
 
 INTERFACES = ("eth0", "eth1", "eth10", "wg0", "lo")
 INTERFACE_PATTERNS = ("eth0", "eth1", "eth*", "wg*", "eth1*")
