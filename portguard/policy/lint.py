@@ -102,7 +102,12 @@ def _overlap(first: AllowRule, second: AllowRule) -> str | None:
     """A message when `second` repeats or overlaps `first` for the same traffic, else None."""
     if first.interface != second.interface or not set(first.protos) & set(second.protos):
         return None
-    shared = [a for a in first.ports for b in second.ports if a.overlaps(b)]
+    shared = [
+        PortRange(max(a.first, b.first), min(a.last, b.last))
+        for a in first.ports
+        for b in second.ports
+        if a.overlaps(b)
+    ]
     if not shared:
         return None
     if (
@@ -114,7 +119,7 @@ def _overlap(first: AllowRule, second: AllowRule) -> str | None:
     line = first.location.line
     if (first.ports, first.protos, first.sources) == (second.ports, second.protos, second.sources):
         return f"duplicates the entry at line {line}"
-    return f"overlaps the entry at line {line} (port {shared[0]})"
+    return f"overlaps the entry at line {line} (port {min(shared)})"
 
 
 def _sources_overlap(first: tuple[Network, ...], second: tuple[Network, ...]) -> bool:
