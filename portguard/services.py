@@ -9,7 +9,13 @@ from types import MappingProxyType
 
 from portguard.model import Proto
 
-__all__ = ["BUILTIN_SERVICES", "ServiceTable", "load_services"]
+__all__ = [
+    "BUILTIN_SERVICES",
+    "ServiceTable",
+    "builtin_services",
+    "load_services",
+    "parse_services",
+]
 
 DEFAULT_SERVICES_FILE = Path("/etc/services")
 
