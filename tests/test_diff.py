@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
+import sys
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +21,8 @@ from portguard.model import Network, Policy
 from portguard.policy import load_policy, parse_policy
 from portguard.policy_diff import PolicyDiff, diff_json, diff_policies, subtract_networks
 from tests.test_plan import check_golden
+
+ROOT = Path(__file__).resolve().parent.parent
 
 OLD = """\
 version: 1
@@ -204,3 +212,28 @@ def test_diff_of_an_invalid_policy_is_one_located_line(
     assert captured.out == ""
     assert captured.err.startswith("bad.yaml:3:")
     assert captured.err.count("\n") == 1
+
+
+def test_pre_commit_hook_checks_every_file_it_is_given(tmp_path: Path) -> None:
+    """The hook's entry, run as pre-commit runs it, passes good files and fails on a bad one."""
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    (hook,) = [h for h in hooks if h["id"] == "portguard-check"]
+    assert re.search(hook["files"], "policies/web-server.yaml")
+    good = [str(ROOT / "policies" / "web-server.yaml"), str(ROOT / "policies" / "default.yaml")]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nallow:\n  - port: 0\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def run(files: list[str]) -> subprocess.CompletedProcess[str]:
+        argv = [*shlex.split(hook["entry"]), *files]
+        return subprocess.run(
+            argv, capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+
+    passed = run(good)
+    assert passed.returncode == 0, passed.stderr
+    assert passed.stdout.count(": ok (") == 2
+    failed = run([good[0], str(bad), good[1]])
+    assert failed.returncode == 1
+    assert failed.stdout.count(": ok (") == 2
+    assert f"{bad}:3:" in failed.stderr
