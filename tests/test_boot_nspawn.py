@@ -86,6 +86,9 @@ if [ -f /pgout/edit.yaml ]; then
     nft list table inet portguard > /pgout/after-edit.txt 2>&1
     systemctl show -p ActiveState -p Result portguard.service >> /pgout/after-edit.txt
 fi
+systemctl stop portguard.service
+{ nft list table inet portguard; systemctl is-active portguard.service; } \
+    > /pgout/after-stop.txt 2>&1
 journalctl -b -o short-monotonic --no-pager > /pgout/journal.txt 2>&1
 systemctl poweroff --no-block
 """
@@ -137,6 +140,7 @@ class BootRecord:
     network_pre: dict[str, str]
     at_network_pre: str
     after_edit: str | None
+    after_stop: str
     journal: str
 
 
@@ -197,12 +201,13 @@ def _boot(root: Path, ns: Netns, out: Path, edit: str | None = None) -> BootReco
         network_pre=_properties(out / "network-pre.txt"),
         at_network_pre=(out / "at-network-pre.txt").read_text(encoding="utf-8"),
         after_edit=_text_if_any(out / "after-edit.txt"),
+        after_stop=(out / "after-stop.txt").read_text(encoding="utf-8"),
         journal=context,
     )
 
 
 def test_real_systemd_loads_the_table_before_network_pre(netns: Netns, tmp_path: Path) -> None:
-    """Booted by systemd: in force before network-pre, re-applied on edit, falls back if broken."""
+    """Real boot: in force before network-pre, re-applied on edit, kept on stop, falls back."""
     root = tmp_path / "root"
     _prepare(root)
     first = _boot(root, netns, tmp_path / "out1", edit=EDITED_POLICY)
@@ -218,6 +223,8 @@ def test_real_systemd_loads_the_table_before_network_pre(netns: Netns, tmp_path:
     assert "8443" in first.after_edit, first.journal[-3000:]  # portguard.path re-applied it
     assert "ActiveState=active" in first.after_edit
     assert "8443" in netns.ruleset()
+    assert "table inet portguard {" in first.after_stop  # stopping the unit leaves the rules
+    assert first.after_stop.rstrip().endswith("inactive")
 
     (root / "etc/portguard/policy.yaml").write_text(BROKEN_POLICY, encoding="utf-8")
     with throwaway_netns("pgn") as fresh:
