@@ -6,6 +6,7 @@ Set PORTGUARD_UPDATE_GOLDEN=1 to rewrite the expected files after a deliberate c
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import tempfile
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portguard.cli import main
 from portguard.errors import PolicyError
@@ -350,3 +353,47 @@ def test_cli_enforce_rejects_a_bad_policy_with_one_line(
     assert main(["enforce", str(path)]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{path}:3:")
+
+
+NETWORKS = ["192.0.2.0/24", "192.0.2.7", "10.0.0.0/8", "2001:db8:100::/48", "2001:db8::/32"]
+PORT_ITEMS = st.one_of(
+    st.integers(1, 65535).map(str),
+    st.tuples(st.integers(1, 65535), st.integers(0, 300)).map(
+        lambda t: f"{t[0]}-{min(65535, t[0] + t[1])}"
+    ),
+)
+ENTRY = st.fixed_dictionaries(
+    {
+        "port": st.lists(PORT_ITEMS, min_size=1, max_size=4),
+        "proto": st.sampled_from([["tcp"], ["udp"], ["tcp", "udp"]]),
+    },
+    optional={
+        "from": st.lists(st.sampled_from(NETWORKS), min_size=1, max_size=3, unique=True),
+        "interface": st.sampled_from(["eth1", "eth2"]),
+        "limit": st.just("5/minute"),
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entries=st.lists(ENTRY, max_size=5))
+def test_random_policies_render_to_the_same_verdicts(entries: list[dict[str, object]]) -> None:
+    """Random policies: the PowerShell rules, read back, decide as verdict at every edge port."""
+    text = json.dumps({"version": 1, "allow": entries})  # JSON is YAML, and has no aliases
+    policy = _load_text(text)
+    rules = parse_powershell(render_powershell(policy))
+    ports = {1, 65535}
+    for rule in policy.allow:
+        for r in rule.ports:
+            ports |= _around(r) - {0}
+    for proto in (PacketProto.TCP, PacketProto.UDP):
+        for port in sorted(ports):
+            for source in ("192.0.2.7", "192.0.2.99", "10.9.9.9", "2001:db8:100::1", "2001:db9::1"):
+                for interface in ("eth1", "eth2"):
+                    packet = Packet(proto, ip_address(source), interface, dport=port)
+                    wanted = verdict(policy, packet) is Verdict.ACCEPT
+                    hits = [r for r in rules if r.matches(proto.value, port, source, interface)]
+                    got = not any(r.action == "block" for r in hits) and any(
+                        r.action == "allow" for r in hits
+                    )
+                    assert got is wanted, (proto, port, source, interface, text)

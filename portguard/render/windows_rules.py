@@ -165,7 +165,8 @@ def _proto_rules(policy: Policy, layout: PolicyLayout, proto: Proto) -> list[Win
                     "ports open to any source",
                 )
             )  # fmt: skip
-    rules.extend(_sourced_rules(proto, open_ports, sourced))
+    # Ports an interface entry opens cannot get a source block: it would also hit that interface.
+    rules.extend(_sourced_rules(proto, merge_ranges([*open_ports, *special_ports]), sourced))
     for number, rule in layout.special:
         if proto in rule.protos:
             rules.extend(_special_rules(number, rule, proto))
@@ -173,9 +174,9 @@ def _proto_rules(policy: Policy, layout: PolicyLayout, proto: Proto) -> list[Win
 
 
 def _sourced_rules(
-    proto: Proto, open_ports: tuple[PortRange, ...], elements: Sequence[SourcePorts]
+    proto: Proto, unblockable: tuple[PortRange, ...], elements: Sequence[SourcePorts]
 ) -> list[WindowsRule]:
-    """Allow each (sources, ports) element; block the other sources on ports not open to all."""
+    """Allow each (sources, ports) element; block the other sources, except on `unblockable`."""
     tag, label = proto.value, proto.value.upper()
     rules: list[WindowsRule] = []
     count = 0
@@ -189,11 +190,12 @@ def _sourced_rules(
                 )
             )  # fmt: skip
     # Cut the port axis where the allowed sources change; block the rest of the address space.
-    edges = sorted({e.ports.first for e in elements} | {e.ports.last + 1 for e in elements})
+    ranges = [*(e.ports for e in elements), *unblockable]
+    edges = sorted({r.first for r in ranges} | {r.last + 1 for r in ranges})
     by_blocked: dict[tuple[Network, ...], list[PortRange]] = {}
     for start, stop in pairwise(edges):
         piece = PortRange(start, stop - 1)
-        if any(r.first <= start and piece.last <= r.last for r in open_ports):
+        if any(r.first <= start and piece.last <= r.last for r in unblockable):
             continue
         allowed = [n for e in elements if e.ports.first <= start <= e.ports.last for n in e.sources]
         if not allowed:
