@@ -7,6 +7,7 @@ scanner namespace: the allowed port connects, the blocked one times out.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,42 @@ def test_boot_does_not_wait_forever_for_the_lock(net_lab: Lab, tmp_path: Path) -
     assert "still holds the lock" in line
     assert line.endswith("rules left as they are")
     assert net_lab.host.ruleset() == before
+
+
+def test_kernel_refusal_tries_last_known_good_and_leaves_rules(
+    net_lab: Lab, netns: Netns, tmp_path: Path
+) -> None:
+    """When the kernel refuses (another process owns the table), nothing changes; exit 1."""
+    state = tmp_path / "state"
+    good = _write(tmp_path, "good.yaml", GOOD_POLICY)
+    assert _boot(net_lab.host, good, state).returncode == 0  # a last-known-good exists
+    owner = subprocess.Popen(
+        ["ip", "netns", "exec", netns.name, "nft", "-i"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert owner.stdin is not None
+    try:
+        owner.stdin.write(
+            "add table inet portguard { flags owner; }\n"
+            "add chain inet portguard input { type filter hook input priority 0; }\n"
+        )
+        owner.stdin.flush()
+        for _ in range(100):
+            if "flags owner" in netns.ruleset():
+                break
+            time.sleep(0.05)
+        before = netns.ruleset()
+        assert "flags owner" in before
+        result = _boot(netns, good, state)
+        assert netns.ruleset() == before
+    finally:
+        owner.stdin.close()
+        owner.wait(timeout=10)
+    assert result.returncode == 1
+    line = _one_portguard_line(result.stderr)
+    assert f"{good}: nftables refused the ruleset" in line
+    assert "last-known-good not applied either: nftables refused" in line
+    assert line.endswith("rules left as they are")
