@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from portguard.cli.plan_cmd import plan_markdown, plan_text
+from portguard.cli.tables import markdown_table, plain_table, wants_rich
 from portguard.drift import RulesetState, unified_diff
 from portguard.model import ListeningSocket, Policy, Proto
 from portguard.plan import Plan, SocketVerdict, build_plan, judge_socket, plan_json
@@ -239,3 +241,25 @@ def test_loopback_addresses_are_not_exposed() -> None:
     assert not ListeningSocket(Proto.TCP, IPv6Address("::1"), 1, None, None).exposed
     assert ListeningSocket(Proto.TCP, IPv4Address("0.0.0.0"), 1, None, None).exposed
     assert sock("udp", "::", 1, 1, "x").exposed and sock("tcp", "10.0.0.5", 1, 1, "x").exposed
+
+
+@pytest.mark.parametrize(
+    ("tty", "no_color", "rich"),
+    [(True, None, True), (True, "1", False), (False, None, False), (False, "1", False)],
+)
+def test_rich_only_on_a_terminal_without_no_color(
+    monkeypatch: pytest.MonkeyPatch, tty: bool, no_color: str | None, rich: bool
+) -> None:
+    """Rich tables only when stdout is a TTY and NO_COLOR is unset; plain text otherwise."""
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: tty)
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    assert wants_rich() is rich
+
+
+def test_plain_and_markdown_tables() -> None:
+    """Plain tables pad columns without trailing blanks; markdown escapes '|' in cells."""
+    assert plain_table(("a", "bb"), [("ccc", ""), ("d", "e")]) == "a    bb\nccc\nd    e"
+    assert markdown_table(("x",), [("a|b",)]) == "| x |\n| --- |\n| a\\|b |"
