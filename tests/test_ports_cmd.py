@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.netns import Netns, portguard_argv
+from tests.netns import HOST_V4, SCANNER_V4, Lab, Netns, portguard_argv
 
 pytestmark = pytest.mark.netns
 
@@ -209,3 +209,63 @@ def test_plan_markdown_lists_unreachable_sockets(netns: Netns, tmp_path: Path) -
     assert "sshd" not in unreachable
     assert "**absent: apply will create table inet portguard**" in text
     assert "```diff\n--- live (no portguard rules)\n+++ " in text
+
+
+PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.8).close()
+    print("open")
+except OSError:
+    print("closed")
+"""
+LAB_POLICY = """\
+version: 1
+allow:
+  - service: ssh
+  - port: 2222
+    from: [192.0.2.0/24]
+  - port: 8080
+    from: [198.51.100.0/24]
+  - port: 9100
+    interface: pg-host0
+"""
+LAB_LISTENERS = (
+    Listener("tcp", "0.0.0.0", 22, "sshd"),
+    Listener("tcp", "0.0.0.0", 80, "nginx"),
+    Listener("tcp", "0.0.0.0", 2222, "sshd"),
+    Listener("tcp", "0.0.0.0", 8080, "proxy"),
+    Listener("tcp", "0.0.0.0", 9100, "node_exporter"),
+)
+
+
+def test_plan_verdicts_match_real_packets(net_lab: Lab, tmp_path: Path) -> None:
+    """After apply, a scanner reaches what plan calls allowed for it, and nothing it blocks."""
+    policy = write_policy(tmp_path, LAB_POLICY)
+    state = str(tmp_path / "state")
+    host = net_lab.host
+    with listening(host, LAB_LISTENERS):
+        plan = json.loads(
+            host.run(
+                portguard_argv("plan", str(policy), "--state-dir", state, "--format", "json"),
+                env=clean_env(),
+            ).stdout
+        )
+        # The session arrives on pg-host0, which holds 192.0.2.1: the 9100 entry counts.
+        session = clean_env(SSH_CONNECTION=f"{SCANNER_V4} 50000 {HOST_V4} 9100")
+        host.run(portguard_argv("apply", str(policy), "--yes", "--state-dir", state), env=session)
+        reached = {
+            item.port: net_lab.scanner.run(
+                ["/usr/bin/python3", "-c", PROBE, HOST_V4, str(item.port)]
+            ).stdout.strip()
+            for item in LAB_LISTENERS
+        }
+    judged = {s["port"]: (s["verdict"], s["from_anywhere"]) for s in plan["sockets"]}
+    assert judged == {
+        22: ("allowed", True),
+        80: ("blocked", False),
+        2222: ("allowed", False),
+        8080: ("allowed", False),
+        9100: ("allowed", False),
+    }
+    assert reached == {22: "open", 80: "closed", 2222: "open", 8080: "closed", 9100: "open"}
