@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,10 +207,22 @@ def _boot(root: Path, ns: Netns, out: Path, edit: str | None = None) -> BootReco
     )
 
 
-def test_real_systemd_loads_the_table_before_network_pre(netns: Netns, tmp_path: Path) -> None:
-    """Real boot: in force before network-pre, re-applied on edit, kept on stop, falls back."""
+@pytest.fixture
+def container_root(tmp_path: Path) -> Iterator[Path]:
+    """A copy of the cached root with the units installed; deleted afterwards (300 MB)."""
     root = tmp_path / "root"
-    _prepare(root)
+    try:
+        _prepare(root)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_real_systemd_loads_the_table_before_network_pre(
+    netns: Netns, tmp_path: Path, container_root: Path
+) -> None:
+    """Real boot: in force before network-pre, re-applied on edit, kept on stop, falls back."""
+    root = container_root
     first = _boot(root, netns, tmp_path / "out1", edit=EDITED_POLICY)
     assert first.service["ActiveState"] == "active", first.journal[-4000:]
     assert first.service["Result"] == "success"
