@@ -186,3 +186,21 @@ def test_enforce_without_root_says_so_in_one_line(netns: Netns) -> None:
     assert done.stderr.strip().splitlines() == [
         "enforce needs root (CAP_BPF and CAP_NET_ADMIN); run as root"
     ]
+
+
+def test_replies_to_the_hosts_own_udp_pass(net_lab: Lab, tmp_path: Path) -> None:
+    """With no UDP allowed, the answer to the host's own datagram is established and passes."""
+    # No second scanner address here: the echo's source must be the address the host asked.
+    path = tmp_path / "no-udp.yaml"
+    path.write_text("version: 1\nallow:\n  - port: 22\n")
+    outbound = [Probe("udp", SCANNER_V4, 5353, HOST_V4), Probe("udp", SCANNER_V6, 5353, HOST_V6)]
+    inbound = [Probe("udp", HOST_V4, 5353, SCANNER_V4)]
+    with (
+        listeners(net_lab.scanner, udp=[5353]),
+        listeners(net_lab.host, udp=[5353]),
+        enforcer(net_lab.host, path),
+    ):
+        replies = scan(net_lab.host, outbound)
+        unsolicited = scan(net_lab.scanner, inbound)
+    assert [r.outcome for r in replies] == [OPEN, OPEN]
+    assert [r.outcome for r in unsolicited] == [FILTERED]

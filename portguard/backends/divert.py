@@ -64,7 +64,8 @@ class EnforcerCounts:
 
     accepted: int
     dropped: int
-    flows_seen: int
+    flows_seen: int  # outbound UDP datagrams remembered for their replies
+    reinject_failed: int
 
 
 @dataclass
@@ -182,7 +183,7 @@ def run_enforcer(
     filter_text = windivert_filter(policy)
     handle = opener(filter_text)
     state = EnforcerState()
-    accepted = dropped = flows = 0
+    accepted = dropped = flows = failed = 0
     try:
         on_ready(filter_text)
         while not stop.is_set():
@@ -190,27 +191,37 @@ def run_enforcer(
                 raw = handle.recv(timeout=RECV_TIMEOUT)
             except TimeoutError:
                 continue
-            now = clock()
-            if not raw.is_inbound:
-                if raw.udp is not None and raw.dst_addr is not None:
-                    key = (int(raw.src_port), str(ip_address(raw.dst_addr)), int(raw.dst_port))
-                    state.note_outbound_udp(key, now)
-                    flows += 1
-                handle.send(raw)
+            inbound = bool(raw.is_inbound)
+            if not _judge(policy, state, raw, clock()):
+                dropped += 1
                 continue
-            judged = _as_packet(raw)
-            if judged is None:
-                handle.send(raw)  # not TCP/UDP: the filter should not have sent it; pass it on
-                accepted += 1
-                continue
-            packet, key = judged
-            if packet.proto is PacketProto.UDP and state.is_reply(key, now):
-                packet = replace(packet, state=ConnState.ESTABLISHED)
-            if decide(policy, packet, state, now) is Verdict.ACCEPT:
+            try:
                 handle.send(raw)
+            except OSError:
+                failed += 1  # the packet is lost, as a drop would lose it; keep enforcing
+                continue
+            if inbound:
                 accepted += 1
             else:
-                dropped += 1
+                flows += 1
     finally:
         handle.close()
-    return EnforcerCounts(accepted=accepted, dropped=dropped, flows_seen=flows)
+    return EnforcerCounts(
+        accepted=accepted, dropped=dropped, flows_seen=flows, reinject_failed=failed
+    )
+
+
+def _judge(policy: Policy, state: EnforcerState, raw: Any, now: float) -> bool:
+    """Whether to re-inject a diverted packet; outbound UDP is remembered and always passes."""
+    if not raw.is_inbound:
+        if raw.udp is not None and raw.dst_addr is not None:
+            key = (int(raw.src_port), str(ip_address(raw.dst_addr)), int(raw.dst_port))
+            state.note_outbound_udp(key, now)
+        return True
+    judged = _as_packet(raw)
+    if judged is None:
+        return True  # not TCP/UDP: the filter does not select it; pass it on unjudged
+    packet, key = judged
+    if packet.proto is PacketProto.UDP and state.is_reply(key, now):
+        packet = replace(packet, state=ConnState.ESTABLISHED)
+    return decide(policy, packet, state, now) is Verdict.ACCEPT

@@ -41,6 +41,7 @@ def enforce(
     err(
         f"portguard: stopped; {counts.accepted} accepted, {counts.dropped} dropped,"
         f" {counts.flows_seen} outbound UDP datagrams tracked"
+        + (f", {counts.reinject_failed} re-injections failed" if counts.reinject_failed else "")
     )
     return 0
 
