@@ -145,6 +145,7 @@ class ListeningSocket:
     port: int
     pid: int | None  # None where the owner is not visible
     process: str | None
+    v6only: bool = False  # IPv6 socket with IPV6_V6ONLY: `::` then takes no IPv4 (Linux only)
 
     @property
     def exposed(self) -> bool:

@@ -124,7 +124,8 @@ def judge_socket(policy: Policy, sock: ListeningSocket) -> SocketPlan:
     trojan = trojan_name(sock.port)
     if not sock.exposed:
         return SocketPlan(sock, SocketVerdict.LOOPBACK, False, (), trojan)
-    families = (4, 6) if sock.address == IPv6Address("::") else (sock.address.version,)
+    dual_stack = sock.address == IPv6Address("::") and not sock.v6only
+    families = (4, 6) if dual_stack else (sock.address.version,)
     proto = PacketProto(sock.proto.value)
 
     def accepted(source: IPv4Address | IPv6Address, interface: str) -> bool:
@@ -221,6 +222,7 @@ def socket_json(judged: SocketPlan | ListeningSocket) -> dict[str, object]:
         "pid": sock.pid,
         "process": sock.process,
         "exposed": sock.exposed,
+        "v6only": sock.v6only,
     }
     if isinstance(judged, SocketPlan):
         data["verdict"] = judged.verdict.value

@@ -35,6 +35,11 @@ A4, A6, TCP, UDP = socket.AF_INET, socket.AF_INET6, socket.SOCK_STREAM, socket.S
 server = sock(A4, TCP, ("0.0.0.0", 7001), listen=True)
 sock(A6, TCP, ("::1", 7002), listen=True)
 sock(A6, UDP, ("::", 7003))
+only6 = socket.socket(A6, TCP)
+only6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+only6.bind(("::", 7007))
+only6.listen()
+keep.append(only6)
 sock(A4, UDP, ("127.0.0.1", 7004))
 sock(A4, TCP, ("0.0.0.0", 7005))                # bound, never listening: not listed
 connected = sock(A4, UDP, ("127.0.0.1", 7006))  # connected UDP: not listed
@@ -42,7 +47,7 @@ connected.connect(("127.0.0.1", 7004))
 client = socket.create_connection(("127.0.0.1", 7001))  # established pair: not listed
 accepted, _ = server.accept()
 found = [
-    [s.proto.value, str(s.address), s.port, s.pid, s.process, s.exposed]
+    [s.proto.value, str(s.address), s.port, s.pid, s.process, s.exposed, s.v6only]
     for s in listening_sockets()
 ]
 print(json.dumps({"pid": __import__("os").getpid(), "found": found}))
@@ -102,10 +107,11 @@ def test_only_listeners_and_unconnected_udp_in_a_namespace(netns: Netns) -> None
     pid = data["pid"]
     assert sorted(data["found"]) == sorted(
         [
-            ["tcp", "0.0.0.0", 7001, pid, "facts-scene", True],
-            ["tcp", "::1", 7002, pid, "facts-scene", False],
-            ["udp", "::", 7003, pid, "facts-scene", True],
-            ["udp", "127.0.0.1", 7004, pid, "facts-scene", False],
+            ["tcp", "0.0.0.0", 7001, pid, "facts-scene", True, False],
+            ["tcp", "::1", 7002, pid, "facts-scene", False, True],  # bound: v6 only
+            ["udp", "::", 7003, pid, "facts-scene", True, False],
+            ["udp", "127.0.0.1", 7004, pid, "facts-scene", False, False],
+            ["tcp", "::", 7007, pid, "facts-scene", True, True],
         ]
     )
 

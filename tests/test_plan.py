@@ -116,12 +116,14 @@ def test_restricted_sockets_say_from_where() -> None:
 
 
 def test_ipv6_any_socket_is_judged_for_both_families() -> None:
-    """A socket on :: also takes IPv4, so an IPv4-only allow reaches it."""
+    """A socket on :: also takes IPv4 (unless IPV6_V6ONLY), so an IPv4-only allow reaches it."""
     policy = policy_of("version: 1\nallow:\n  - port: 53\n    proto: udp\n    from: [10.0.0.0/8]\n")
     dual = judge_socket(policy, sock("udp", "::", 53, 1, "named"))
     v6_only_address = judge_socket(policy, sock("udp", "2001:db8::1", 53, 1, "named"))
+    v6only = ListeningSocket(Proto.UDP, IPv6Address("::"), 53, 1, "named", v6only=True)
     assert dual.verdict is SocketVerdict.ALLOWED
     assert v6_only_address.verdict is SocketVerdict.BLOCKED
+    assert judge_socket(policy, v6only).verdict is SocketVerdict.BLOCKED
 
 
 def test_from_covering_every_address_still_allows() -> None:
@@ -176,6 +178,7 @@ def test_plan_json_has_the_design_keys() -> None:
         "pid": 812,
         "process": "sshd",
         "exposed": True,
+        "v6only": False,
         "verdict": "allowed",
         "from_anywhere": False,
         "allowed_by": ["192.0.2.0/24, 2001:db8:100::/48 (limit 6/minute)"],

@@ -39,6 +39,8 @@ DIAG_REQUEST = struct.Struct("=BBBBI48s")
 # inet_diag_msg: family, state, timer, retrans, sport, dport (big endian), src, dst, if,
 # cookie, expires, rqueue, wqueue, uid, inode.
 DIAG_MESSAGE = struct.Struct("=BBBB2s2s16s16sI8sIIIII")
+ATTRIBUTE_HEADER = struct.Struct("=HH")
+INET_DIAG_SKV6ONLY = 11  # sent for IPv6 sockets in LISTEN or CLOSE
 RECV_BUFFER = 1 << 20
 PROTO_NUMBERS = {Proto.TCP: socket.IPPROTO_TCP, Proto.UDP: socket.IPPROTO_UDP}
 STATE_FILTER = {Proto.TCP: 1 << TCP_LISTEN, Proto.UDP: 1 << TCP_CLOSE}
@@ -57,6 +59,7 @@ class RawSocket:
     address: IPv4Address | IPv6Address
     port: int
     inode: int
+    v6only: bool = False
 
 
 def linux_listening_sockets() -> tuple[ListeningSocket, ...]:
@@ -75,6 +78,7 @@ def linux_listening_sockets() -> tuple[ListeningSocket, ...]:
             port=s.port,
             pid=owners[s.inode][0] if s.inode in owners else None,
             process=owners[s.inode][1] if s.inode in owners else None,
+            v6only=s.v6only,
         )
         for s in raw
     }
@@ -128,7 +132,21 @@ def parse_diag_messages(proto: Proto, bodies: Iterable[bytes]) -> Iterator[RawSo
         port = int.from_bytes(sport, "big")
         if port == 0:
             continue
-        yield RawSocket(proto, _address(family, src), port, inode)
+        v6only = family == socket.AF_INET6 and _attribute(body, INET_DIAG_SKV6ONLY) == b"\x01"
+        yield RawSocket(proto, _address(family, src), port, inode, v6only)
+
+
+def _attribute(body: bytes, wanted: int) -> bytes | None:
+    """The payload of the first netlink attribute of type `wanted` after the message."""
+    offset = DIAG_MESSAGE.size
+    while offset + ATTRIBUTE_HEADER.size <= len(body):
+        length, kind = ATTRIBUTE_HEADER.unpack_from(body, offset)
+        if length < ATTRIBUTE_HEADER.size:
+            return None
+        if kind == wanted:
+            return body[offset + ATTRIBUTE_HEADER.size : offset + length]
+        offset += (length + 3) & ~3
+    return None
 
 
 def _address(family: int, raw: bytes) -> IPv4Address | IPv6Address:
