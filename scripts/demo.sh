@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY="$ROOT/.venv/bin/python"
 PORTGUARD="$ROOT/.venv/bin/portguard"
-PROBE="$ROOT/tests/probe.py"
+PROBE="$ROOT/tests/probe_agent.py"
 POLICY=${1:-policies/default.yaml}  # ./scripts/demo.sh [POLICY]
 TCP_LISTEN=22,80,31337
 UDP_LISTEN=5353

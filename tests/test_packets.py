@@ -178,10 +178,14 @@ allow:
 
 
 def test_limit_per_source(net_lab: Lab, tmp_path: Path) -> None:
-    """`limit: 3/minute`: three new connections per source connect, the fourth is filtered."""
+    """`limit: 3/hour`: three new connections per source connect, the fourth is filtered.
+
+    Per hour rather than per minute, so that no token can come back however slow the
+    machine is (3/minute refills one every 20 s).
+    """
     policy_file, policy = _write_policy(
         tmp_path,
-        "version: 1\nallow:\n  - port: 22\n    limit: 3/minute\n    comment: rate limited\n",
+        "version: 1\nallow:\n  - port: 22\n    limit: 3/hour\n    comment: rate limited\n",
     )
     limit = policy.allow[0].limit
     assert limit is not None
