@@ -12,6 +12,12 @@ from tests.netns import Lab, Netns, can_make_netns, lab, throwaway_netns
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _no_ssh_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as if not logged in over SSH: apply's lockout guard acts only where a test says so."""
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+
+
 @pytest.fixture
 def netns() -> Iterator[Netns]:
     """A throwaway namespace; the test is skipped when namespaces cannot be made here."""
