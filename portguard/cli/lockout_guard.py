@@ -7,6 +7,7 @@ import os
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from portguard.cli.output import err
+from portguard.errors import PortguardError
 from portguard.facts import listening_sockets
 from portguard.lockout import (
     LockoutRefused,
@@ -35,7 +36,12 @@ def guard_apply(policy: Policy, *, force: bool) -> None:
         )
     if reason is not None:
         err(f"portguard: warning: --force: {reason}")
-    for sock in services_cut_off(policy, listening_sockets(), ssh):
+    try:
+        sockets = listening_sockets()
+    except PortguardError as why:  # the warning is a courtesy; it must not stop the apply
+        err(f"portguard: warning: cannot list the listening sockets: {why}")
+        return
+    for sock in services_cut_off(policy, sockets, ssh):
         owner = f"{sock.process or '?'} (pid {sock.pid})" if sock.pid else "an unknown process"
         err(
             f"portguard: warning: {sock.proto.value} {sock.address} port {sock.port},"
