@@ -91,10 +91,11 @@ def _enforce_and_compare(
             for r in before
             if r.outcome != (OPEN if _listening(r, tcp_listen, udp_listen) else REFUSED)
         ]
-        assert control == [], "without rules every probe must answer"
+        assert control == [], "without rules every probe must answer:\n" + "\n".join(control)
         apply_in_host(lab, policy_file, tmp_path / "state")
         after = scan(lab.scanner, probes)
-    assert _mismatches(policy, after, lab, tcp_listen, udp_listen) == []
+    wrong = _mismatches(policy, after, lab, tcp_listen, udp_listen)
+    assert wrong == [], "\n".join(wrong)
     return before, after
 
 
@@ -210,5 +211,5 @@ def test_limit_per_source(net_lab: Lab, tmp_path: Path) -> None:
             )
             if result.outcome != want:
                 wrong.append(f"attempt {number} {result.probe}: saw {result.outcome}, want {want}")
-    assert wrong == []
+    assert wrong == [], "\n".join(wrong)
     assert [{r.outcome for r in results} for results in rounds] == [{OPEN}] * 3 + [{FILTERED}]

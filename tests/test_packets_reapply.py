@@ -100,7 +100,7 @@ def test_reapply_keeps_answers_and_flow(net_lab: Lab, tmp_path: Path) -> None:
     for probe, counts in zip(watched, seen, strict=True):
         totals[probe].update(counts)
     wrong = {str(p): dict(c) for p, c in totals.items() if set(c) != {expected[p]}}
-    assert wrong == {}
+    assert wrong == {}, f"wrong answers while re-applying: {wrong}"
     assert min(c.total() for c in totals.values()) >= 10, f"too few probes: {totals}"
     assert flow_result.error is None
     assert flow_result.exchanges >= 100, flow_result
