@@ -37,6 +37,8 @@ pytestmark = pytest.mark.netns
 OTHER_V4 = "192.0.2.3"  # a second scanner address, outside every `from`
 OTHER_V6 = "2001:db8:7::3"
 READY_TIMEOUT = 20.0
+# Each SYN goes through a Python process; on 2 shared cores 0.8 s was sometimes too short.
+PROBE_TIMEOUT = 2.5
 
 MIXED_POLICY = f"""\
 version: 1
@@ -111,14 +113,14 @@ def test_enforcer_matches_verdict_on_real_packets(net_lab: Lab, tmp_path: Path) 
     probes = _probes(TCP_PROBED, UDP_PROBED)
     with listeners(net_lab.host, tcp=TCP_LISTENING, udp=UDP_LISTENING):
         with enforcer(net_lab.host, path) as proc:
-            results = scan(net_lab.scanner, probes)
+            results = scan(net_lab.scanner, probes, PROBE_TIMEOUT)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
             assert proc.returncode == 0
             assert proc.stderr is not None
             assert "stopped;" in proc.stderr.read()
         # After SIGTERM the filter is gone: a blocked listener answers again.
-        after = scan(net_lab.scanner, [Probe("tcp", HOST_V4, 7000, OTHER_V4)])
+        after = scan(net_lab.scanner, [Probe("tcp", HOST_V4, 7000, OTHER_V4)], PROBE_TIMEOUT)
     listening = {"tcp": set(TCP_LISTENING), "udp": set(UDP_LISTENING)}
     expected = [
         expected_outcome(
@@ -147,7 +149,7 @@ def test_enforcer_with_many_allowed_ports(net_lab: Lab, tmp_path: Path, allowed_
     probes = [Probe("tcp", HOST_V4, p, SCANNER_V4) for p in tcp]
     probes += [Probe("udp", HOST_V6, p, SCANNER_V6) for p in tcp]
     with listeners(net_lab.host, tcp=tcp, udp=tcp), enforcer(net_lab.host, path):
-        results = scan(net_lab.scanner, probes)
+        results = scan(net_lab.scanner, probes, PROBE_TIMEOUT)
     expected = [
         expected_outcome(policy, p, listening=True, interface=net_lab.host_if) for p in probes
     ]
@@ -164,8 +166,8 @@ def test_enforcer_applies_limit_per_source(net_lab: Lab, tmp_path: Path) -> None
     probe = Probe("tcp", HOST_V4, 8300, SCANNER_V4)
     other = Probe("tcp", HOST_V4, 8300, OTHER_V4)
     with listeners(net_lab.host, tcp=[8300]), enforcer(net_lab.host, path):
-        outcomes = [scan(net_lab.scanner, [probe])[0].outcome for _ in range(3)]
-        fresh_source = scan(net_lab.scanner, [other])[0].outcome
+        outcomes = [scan(net_lab.scanner, [probe], PROBE_TIMEOUT)[0].outcome for _ in range(3)]
+        fresh_source = scan(net_lab.scanner, [other], PROBE_TIMEOUT)[0].outcome
     within = expected_outcome(policy, probe, listening=True, interface=net_lab.host_if)
     over = expected_outcome(
         policy, probe, listening=True, interface=net_lab.host_if, over_limit=True
@@ -200,7 +202,7 @@ def test_replies_to_the_hosts_own_udp_pass(net_lab: Lab, tmp_path: Path) -> None
         listeners(net_lab.host, udp=[5353]),
         enforcer(net_lab.host, path),
     ):
-        replies = scan(net_lab.host, outbound)
-        unsolicited = scan(net_lab.scanner, inbound)
+        replies = scan(net_lab.host, outbound, PROBE_TIMEOUT)
+        unsolicited = scan(net_lab.scanner, inbound, PROBE_TIMEOUT)
     assert [r.outcome for r in replies] == [OPEN, OPEN]
     assert [r.outcome for r in unsolicited] == [FILTERED]
