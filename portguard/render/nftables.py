@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 
 from portguard import __version__
 from portguard.model import AllowRule, DefaultVerdict, IcmpMode, Network, Policy, PortRange, Proto
@@ -151,7 +152,8 @@ def _special_entry(number: int, rule: AllowRule) -> tuple[list[str], list[str]]:
     comment = f' comment "{safe_comment(rule.comment)}"' if rule.comment else ""
     families: list[tuple[int | None, list[Network] | None]]
     if rule.sources is not None:
-        families = [(family, [n for n in rule.sources if n.version == family]) for family in (4, 6)]
+        # Collapsed here too: an interval set refuses overlapping elements (::/0 and 2001:db8::/32).
+        families = [(family, _collapsed(rule.sources, family)) for family in (4, 6)]
         families = [(f, nets) for f, nets in families if nets]
     elif rule.limit is not None:
         families = [(4, None), (6, None)]
@@ -180,6 +182,13 @@ def _special_entry(number: int, rule: AllowRule) -> tuple[list[str], list[str]]:
             )
         rules.append(" ".join(parts) + " accept" + comment)
     return sets, rules
+
+
+def _collapsed(networks: tuple[Network, ...], family: int) -> list[Network]:
+    """The networks of one IP family, merged so that no two overlap."""
+    if family == 4:
+        return list(collapse_addresses(n for n in networks if isinstance(n, IPv4Network)))
+    return list(collapse_addresses(n for n in networks if isinstance(n, IPv6Network)))
 
 
 def _icmp_rules(mode: IcmpMode) -> list[str]:
