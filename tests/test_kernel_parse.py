@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
 
+from portguard.model import Policy
 from portguard.policy import load_policy
 from portguard.render.nftables import render_nftables, safe_comment, transaction
 from tests.netns import Netns, can_make_netns, portguard_argv, throwaway_netns
+from tests.test_verdict import policies
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "tests" / "scenarios").glob("*/policy.yaml"))
@@ -113,3 +116,12 @@ def test_kernel_refusal_names_the_offending_line(shared_netns: Netns) -> None:
     argv = [portguard_argv()[0], "-c", BAD_PORT_HOOK, str(scenario)]
     result = shared_netns.run(argv, check=False)
     assert result.stderr.rstrip().endswith(": 70000,")
+
+
+@settings(max_examples=60, deadline=None)
+@given(policy=policies(max_rules=8))
+def test_kernel_accepts_random_policies(policy: Policy, shared_netns: Netns) -> None:
+    """Any policy the model can hold renders to a table the kernel's parser accepts."""
+    text = transaction(render_nftables(policy))
+    result = shared_netns.run(["nft", "-c", "-f", "-"], input_text=text, check=False)
+    assert result.returncode == 0, result.stderr
