@@ -6,11 +6,16 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from portguard.errors import Location, PolicyError
 from portguard.model import DefaultVerdict, IcmpMode, Limit, PortRange, Proto, RateUnit
 from portguard.policy import load_policy, parse_policy
 from portguard.policy.yamlnodes import MAX_POLICY_BYTES, decode_text
+from portguard.services import load_services
+
+SERVICES = load_services()
 
 
 def test_minimal_policy_takes_the_documented_defaults() -> None:
@@ -108,3 +113,30 @@ def test_errors_carry_their_location() -> None:
         parse_policy("version: 1\nallow:\n  - port: 70000\n", "e.yaml")
     assert caught.value.location == Location("e.yaml", 3, 11)
     assert caught.value.message == "port 70000 is out of range 1-65535"
+
+
+YAML_PIECES = st.sampled_from(
+    [
+        "version", "allow", "port", "service", "from", "proto", "sets", "limit", "interface",
+        "comment", "1", "22", "0", "-", "[", "]", "{", "}", ": ", "\n", "\n  ", "\n  - ", "@x",
+        "'", '"', "tcp", "10.0.0.0/8", "::/0", "!!int ", "&a ", "*a", "#", "1-2", "6/minute",
+        "null", "true", "1.5", "? ", "|", "\t", "%", "\x00", "\ufeff", ",", "---", "=", "<<",
+    ]
+)  # fmt: skip
+POLICY_INPUTS = st.one_of(
+    st.binary(max_size=80),
+    st.text(max_size=120),
+    st.lists(YAML_PIECES, max_size=30).map("".join),
+    st.lists(YAML_PIECES, max_size=25).map(lambda xs: "version: 1\nallow:\n  - " + "".join(xs)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(POLICY_INPUTS)
+def test_any_input_is_a_policy_or_one_located_error(data: bytes | str) -> None:
+    """Whatever the bytes, the loader returns a Policy or raises a one-line PolicyError."""
+    try:
+        parse_policy(data, "fuzz.yaml", services=SERVICES)
+    except PolicyError as error:
+        assert str(error).startswith("fuzz.yaml:")
+        assert "\n" not in str(error)
