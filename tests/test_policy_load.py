@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portguard.errors import Location, PolicyError
-from portguard.model import DefaultVerdict, IcmpMode, Limit, PortRange, Proto, RateUnit
+from portguard.model import DefaultVerdict, IcmpMode, Limit, Policy, PortRange, Proto, RateUnit
 from portguard.policy import load_policy, parse_policy
 from portguard.policy.yamlnodes import MAX_POLICY_BYTES, decode_text
 from portguard.services import load_services
+from tests.test_verdict import policies
 
 SERVICES = load_services()
 
@@ -140,3 +142,46 @@ def test_any_input_is_a_policy_or_one_located_error(data: bytes | str) -> None:
     except PolicyError as error:
         assert str(error).startswith("fuzz.yaml:")
         assert "\n" not in str(error)
+
+
+def _as_yaml(policy: Policy) -> str:
+    """A policy written out as its YAML file (no sets; sources inline)."""
+    entries: list[dict[str, object]] = []
+    for rule in policy.allow:
+        entry: dict[str, object] = {"port": [str(r) for r in rule.ports]}
+        entry["proto"] = [p.value for p in rule.protos]
+        if rule.sources:
+            entry["from"] = [str(n) for n in rule.sources]
+        if rule.interface is not None:
+            entry["interface"] = rule.interface
+        if rule.limit is not None:
+            entry["limit"] = str(rule.limit)
+        entries.append(entry)
+    document = {
+        "version": 1,
+        "default": policy.default.value,
+        "icmp": policy.icmp.value,
+        "log": policy.log,
+        "allow": entries,
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(policies(max_rules=5))
+def test_written_out_policy_loads_back_to_the_same_meaning(policy: Policy) -> None:
+    """Ports, protocols, sources (collapsed), interface, limit and defaults survive the file."""
+    loaded = parse_policy(_as_yaml(policy), "round.yaml", services=SERVICES).policy
+    assert (loaded.default, loaded.icmp, loaded.log) == (policy.default, policy.icmp, policy.log)
+    assert len(loaded.allow) == len(policy.allow)
+    for got, wanted in zip(loaded.allow, policy.allow, strict=True):
+        assert got.ports == wanted.ports
+        assert got.protos == wanted.protos
+        expected_sources = (
+            None
+            if not wanted.sources
+            else tuple(collapse_addresses(n for n in wanted.sources if n.version == 4))
+            + tuple(collapse_addresses(n for n in wanted.sources if n.version == 6))
+        )
+        assert got.sources == expected_sources
+        assert (got.interface, got.limit) == (wanted.interface, wanted.limit)
