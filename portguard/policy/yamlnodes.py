@@ -191,9 +191,11 @@ class NodeReader:
 
     def choice(self, node: Node, what: str, choices: tuple[str, ...]) -> str:
         """A string that must be one of `choices`."""
-        value = self.string(node, what)
-        if value not in choices:
-            raise self.error(node, f"{what} must be one of {', '.join(choices)}; found '{value}'")
+        value = self.scalar(node, what)
+        if not isinstance(value, str) or value not in choices:
+            raise self.error(
+                node, f"{what} must be one of {', '.join(choices)}; found {describe(value)}"
+            )
         return value
 
 
