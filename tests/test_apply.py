@@ -109,14 +109,15 @@ def test_invalid_policy_changes_nothing(netns: Netns, tmp_path: Path) -> None:
     assert StateDir(state).read_applied() == record
 
 
-def test_ruleset_nftables_refuses_changes_nothing(netns: Netns, tmp_path: Path) -> None:
-    """A policy nft cannot load (15-char wildcard interface): exit 1, one line, no change."""
+def test_over_long_interface_pattern_changes_nothing(netns: Netns, tmp_path: Path) -> None:
+    """A 16-character interface pattern (nft would refuse it): exit 1, one line, no change."""
     state = tmp_path / "state"
     assert _apply(netns, _write(tmp_path / "ok.yaml", POLICY_WEB), state).returncode == 0
     before, record = netns.ruleset(), StateDir(state).read_applied()
     policy = "version: 1\nallow:\n  - port: 22\n    interface: abcdefghijklmno*\n"
     result = _apply(netns, _write(tmp_path / "long-if.yaml", policy), state)
     assert result.returncode == 1 and result.stdout == ""
+    assert "is not a valid interface name" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr
     assert netns.ruleset() == before

@@ -105,11 +105,6 @@ def test_kernel_refusal_is_one_line_exit_1(shared_netns: Netns) -> None:
     assert shared_netns.ruleset() == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="libnftables quotes the buffer's first line for any error, so backends.nftables."
-    "refused() attributes every buffer error to rendered line 1 ('add table ...')",
-)
 def test_kernel_refusal_names_the_offending_line(shared_netns: Netns) -> None:
     """The refusal line quotes the rendered line that holds the bad port."""
     scenario = ROOT / "tests" / "scenarios" / "01-service-names" / "policy.yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from typing import Any
 
 from portguard.errors import PortguardError
@@ -15,7 +16,9 @@ __all__ = [
     "apply_table",
     "delete_table",
     "dry_run",
+    "has_net_admin",
     "list_table",
+    "locate_refusal",
     "open_nftables",
     "refused",
     "run_batch",
@@ -24,6 +27,7 @@ __all__ = [
 
 TABLE_REF = f"table {TABLE_FAMILY} {TABLE_NAME}"
 NO_SUCH_OBJECT = "No such file or directory"
+CAP_NET_ADMIN = 12
 ERROR_LINE = re.compile(r"^[^:\n]*:(\d+):\d+(?:-\d+)?: Error: (.*)$", re.MULTILINE)
 
 
@@ -44,7 +48,7 @@ class KernelRefused(PortguardError):
 
 def open_nftables() -> Any:
     """A python-nftables handle; raise NftablesUnavailable when it cannot be had."""
-    if os.geteuid() != 0:
+    if not has_net_admin():
         raise NftablesUnavailable("nftables needs root (CAP_NET_ADMIN); run as root")
     try:
         import nftables  # noqa: PLC0415 - optional system module, imported only when needed
@@ -57,12 +61,48 @@ def open_nftables() -> Any:
     return handle
 
 
+def has_net_admin() -> bool:
+    """Whether this process holds CAP_NET_ADMIN (root in a container may not)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
 def run_batch(handle: Any, text: str) -> str:
     """Send `text` as one nftables batch; raise KernelRefused with the offending line."""
     rc, output, error = handle.cmd(text)
     if rc != 0:
-        raise refused(text, error)
+        raise locate_refusal(text, error)
     return str(output)
+
+
+def locate_refusal(text: str, error: str) -> KernelRefused:
+    """The refusal of `text`, pointing at the line the kernel or parser objected to.
+
+    libnftables (1.0.6) quotes the first line of a buffer whatever the error, so the same
+    text is dry-run once more from a temporary file, where nft names the real line.
+    """
+    from_buffer = refused(text, error)
+    if len(text.splitlines()) < 2:  # one line cannot be located any better
+        return from_buffer
+    try:
+        checker = open_nftables()
+        checker.set_dry_run(True)
+        with tempfile.NamedTemporaryFile("w", suffix=".nft", encoding="utf-8") as copy:
+            copy.write(text)
+            copy.flush()
+            rc, _output, file_error = checker.cmd_from_file(copy.name)
+    except (OSError, NftablesUnavailable):
+        return from_buffer
+    if rc == 0:
+        return from_buffer
+    located = refused(text, str(file_error))
+    return located if located.line_number is not None else from_buffer
 
 
 def refused(text: str, error: str) -> KernelRefused:

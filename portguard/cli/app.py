@@ -73,11 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("portguard: aborted", file=sys.stderr)
         return EXIT_ERROR
     except typer.TyperException as usage:  # usage errors exit 1, not click's 2 (2 = changes)
-        show = getattr(usage, "show", None)
-        if callable(show):
-            show()
-        else:
-            print(f"portguard: {usage.format_message()}", file=sys.stderr)
+        _report_usage_error(usage)
         return EXIT_ERROR
     except PortguardError as error:
         if debug:
@@ -94,6 +90,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_ERROR
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _report_usage_error(usage: typer.TyperException) -> None:
+    """A usage error as one stderr line; a bare command (no arguments) shows its help."""
+    show = getattr(usage, "show", None)
+    if type(usage).__name__ == "NoArgsIsHelpError" and callable(show):
+        show()
+        return
+    context = getattr(usage, "ctx", None)
+    command = getattr(context, "command_path", None) or "portguard"
+    message = _one_line(usage.format_message())
+    print(f"{command}: {message} (see '{command} --help')", file=sys.stderr)
 
 
 def _one_line(text: str) -> str:

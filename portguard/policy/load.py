@@ -35,8 +35,9 @@ SUPPORTED_VERSION = 1
 TOP_KEYS = ("version", "description", "default", "icmp", "log", "sets", "allow")
 ALLOW_KEYS = ("service", "port", "proto", "from", "interface", "limit", "comment")
 SET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
-# Linux interface names (IFNAMSIZ 16), optionally ending in * as a prefix wildcard.
-INTERFACE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,14}\*?\Z")
+# Linux interface names (IFNAMSIZ 16 with the NUL), optionally ending in * as a prefix
+# wildcard; the * counts towards the 15 characters (nft refuses a 16-character pattern).
+INTERFACE_NAME = re.compile(r"(?=.{1,15}\Z)[A-Za-z0-9_][A-Za-z0-9_.@+-]*\*?\Z", re.ASCII)
 PORT_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?\Z", re.ASCII)
 LIMIT = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*\Z", re.ASCII)
 MAX_COMMENT = 256
@@ -232,8 +233,8 @@ class _Builder:
             if not INTERFACE_NAME.match(interface):
                 raise r.error(
                     interface_node,
-                    f"'{interface}' is not a valid interface name (1-15 of A-Z a-z 0-9 _ . @ + -,"
-                    " optionally ending in *)",
+                    f"'{interface}' is not a valid interface name (1-15 characters of"
+                    " A-Z a-z 0-9 _ . @ + -, optionally ending in *)",
                 )
         limit = self._limit(entry["limit"][1]) if "limit" in entry else None
         comment = None
