@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from portguard.apply import DEFAULT_LOCK_TIMEOUT, apply_policy
+from portguard.cli import windows_cmds
 from portguard.cli.boot_report import run_boot
 from portguard.cli.lockout_guard import guard_apply
 from portguard.cli.output import out, print_warnings
@@ -54,9 +55,11 @@ def apply(
     loaded = load_policy(policy)
     print_warnings(loaded.warnings)
     guard_apply(loaded.policy, force=force)
-    state = open_state_dir(state_dir)
+    state = None if windows_cmds.on_windows() else open_state_dir(state_dir)
     if not yes and sys.stdin.isatty():
-        typer.confirm(f"Replace table inet portguard with the rules of {policy}?", abort=True)
+        typer.confirm(f"Replace portguard's rules with the rules of {policy}?", abort=True)
+    if state is None:
+        return windows_cmds.apply_on_windows(policy, loaded.policy)
     policy_text = policy.read_text(encoding="utf-8")
     outcome = apply_policy(loaded.policy, policy_text, state, lock_timeout=lock_timeout)
     if outcome.changed:

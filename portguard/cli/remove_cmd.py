@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from portguard.apply import DEFAULT_LOCK_TIMEOUT
+from portguard.cli import windows_cmds
 from portguard.cli.output import out
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
 from portguard.remove import remove_table
@@ -21,9 +22,11 @@ def remove(
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> int:
     """Delete table inet portguard (inbound traffic is then unfiltered by portguard)."""
-    state = open_state_dir(state_dir)
+    state = None if windows_cmds.on_windows() else open_state_dir(state_dir)
     if not yes and sys.stdin.isatty():
-        typer.confirm("Delete table inet portguard and stop enforcing the policy?", abort=True)
+        typer.confirm("Delete portguard's rules and stop enforcing the policy?", abort=True)
+    if state is None:
+        return windows_cmds.remove_on_windows()
     if remove_table(state, lock_timeout=lock_timeout):
         out("removed table inet portguard")
     else:

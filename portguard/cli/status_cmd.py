@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from portguard.backends.nftables import list_table
+from portguard.cli import windows_cmds
 from portguard.cli.output import out, print_warnings
 from portguard.cli.state_options import StateDirOption, open_state_dir
 from portguard.drift import RulesetState, classify, unified_diff
@@ -37,7 +38,11 @@ def status(
     if policy is not None:
         loaded = load_policy(policy)
         print_warnings(loaded.warnings)
+        if windows_cmds.on_windows():
+            return windows_cmds.status_on_windows(loaded.policy, check=check)
         rendered = render_nftables(loaded.policy)
+    elif windows_cmds.on_windows():
+        return windows_cmds.status_on_windows(None, check=check)
     live = list_table()  # first: not root or no python-nftables is the error to report
     state = open_state_dir(state_dir)
     applied = state.read_applied()

@@ -1,0 +1,74 @@
+"""apply, status and remove on Windows: the same commands, the Windows Firewall backend."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from portguard.backends.windows import (
+    PowerShellRunner,
+    Runner,
+    SyncState,
+    apply_windows,
+    live_rule_names,
+    remove_windows,
+    windows_status,
+)
+from portguard.cli.output import out
+from portguard.model import Policy
+
+__all__ = [
+    "apply_on_windows",
+    "on_windows",
+    "remove_on_windows",
+    "status_on_windows",
+    "windows_runner",
+]
+
+EXIT_DRIFT = 3
+
+
+def on_windows() -> bool:
+    """Whether this is a Windows host (Windows Firewall instead of nftables)."""
+    return sys.platform == "win32"
+
+
+def windows_runner() -> Runner:
+    """The runner that executes PowerShell scripts on this host."""
+    return PowerShellRunner()
+
+
+def apply_on_windows(path: Path, policy: Policy) -> int:
+    """Make the portguard rule group hold exactly `policy`'s rules and say what changed."""
+    result = apply_windows(policy, windows_runner())
+    if result.changed:
+        out(
+            f"{path}: applied as Windows Firewall generation {result.generation}"
+            f" ({result.added} rules added, {result.removed} removed)"
+        )
+    else:
+        out(f"{path}: unchanged, nothing to do")
+    return 0
+
+
+def status_on_windows(policy: Policy | None, *, check: bool) -> int:
+    """Report the portguard rule group; with a policy, whether it holds exactly its rules."""
+    runner = windows_runner()
+    if policy is None:
+        live = live_rule_names(runner)
+        out(f"Windows Firewall group portguard: {len(live)} rules" if live else "absent")
+        return EXIT_DRIFT if check and not live else 0
+    status = windows_status(policy, runner)
+    out(f"Windows Firewall group portguard: {status.state}")
+    for name in status.missing:
+        out(f"  missing: {name}")
+    for name in status.extra:
+        out(f"  extra:   {name}")
+    return EXIT_DRIFT if check and status.state is not SyncState.IN_SYNC else 0
+
+
+def remove_on_windows() -> int:
+    """Delete every rule in the portguard group, and nothing else."""
+    removed = remove_windows(windows_runner())
+    out(f"removed {removed} portguard rules" if removed else "no portguard rules; nothing to do")
+    return 0
