@@ -21,11 +21,13 @@ from tests.netns import Lab, Netns, portguard_argv
 from tests.probe_agent import (
     DEFAULT_TIMEOUT,
     FILTERED,
+    LATE,
     MAX_WORKERS,
     OPEN,
     REFUSED,
     Probe,
     expected_outcome,
+    firewall_outcome,
 )
 
 __all__ = [
@@ -63,6 +65,7 @@ class ProbeResult:
 
     probe: Probe
     outcome: str
+    late: bool = False  # a UDP echo that came only after the timeout; outcome is then "open"
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,10 @@ def scan(ns: Netns, probes: Sequence[Probe], timeout: float = DEFAULT_TIMEOUT) -
         _script_argv("scan", "--timeout", str(timeout)), input_text=request, timeout=budget
     )
     outcomes = json.loads(done.stdout)
-    return [ProbeResult(p, o) for p, o in zip(probes, outcomes, strict=True)]
+    return [
+        ProbeResult(p, firewall_outcome(o), late=o == LATE)
+        for p, o in zip(probes, outcomes, strict=True)
+    ]
 
 
 @contextlib.contextmanager
@@ -178,11 +184,18 @@ def start_watch(
 
 
 def finish_watch(proc: subprocess.Popen[str]) -> list[dict[str, int]]:
-    """Stop a watch; for each probe, how often each outcome was seen."""
+    """Stop a watch; for each probe, how often each outcome was seen (late echoes as open)."""
     report = _interrupt_for_report(proc)
     if not isinstance(report, list):
         raise RuntimeError(f"no report from the watch process: {report}")
-    return [{str(k): int(v) for k, v in counts.items()} for counts in report]
+    tallies: list[dict[str, int]] = []
+    for counts in report:
+        tally: dict[str, int] = {}
+        for raw, count in counts.items():
+            outcome = firewall_outcome(str(raw))
+            tally[outcome] = tally.get(outcome, 0) + int(count)
+        tallies.append(tally)
+    return tallies
 
 
 def _interrupt_for_report(proc: subprocess.Popen[str]) -> object:
