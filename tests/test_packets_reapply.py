@@ -125,6 +125,6 @@ def test_reapply_keeps_answers_and_flow(net_lab: Lab, tmp_path: Path) -> None:
     if dropped:
         pytest.xfail(
             f"known: new packets to allowed ports dropped during a table replace {dropped}:"
-            " a replaced table's new sets are not yet filled when its rules go live"
+            " (apparently its new rules go live before their new sets hold elements)"
             " (README, 'Proven on real packets')"
         )
