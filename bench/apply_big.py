@@ -112,14 +112,18 @@ def run_inside(elements: int, repeat: int, outer_netns: int) -> list[Timing]:
         def nft_f() -> None:
             subprocess.run(["nft", "-f", str(batch)], check=True)
 
+        live_now: list[str | None] = [None]  # the listing apply_table is told is live
+
         def fresh_state() -> None:
             delete_table()
+            live_now[0] = None
             for record in directory.glob("state/*.json"):
                 record.unlink()
 
         def load_once() -> None:
             delete_table()
-            apply_table(rendered)
+            apply_table(rendered, None)
+            live_now[0] = list_table()
 
         state = StateDir(directory / "state")
 
@@ -127,7 +131,7 @@ def run_inside(elements: int, repeat: int, outer_netns: int) -> list[Timing]:
             apply_rendered(rendered, str(policy_path), policy_text, state)
 
         def python_nftables() -> None:
-            apply_table(rendered)
+            apply_table(rendered, live_now[0])
 
         timings = [
             render_time,

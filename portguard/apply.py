@@ -1,4 +1,4 @@
-"""Apply a policy: one kernel transaction under the state dir's lock, then record it."""
+"""Apply a policy under the state dir's lock (sets, then an atomic rule swap); record it."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def apply_rendered(
         before = classify(rendered, recorded, live_before)
         if before is RulesetState.IN_SYNC and recorded is not None:
             return ApplyOutcome(changed=False, state_before=before, applied=recorded)
-        apply_table(rendered)
+        apply_table(rendered, live_before)
         try:
             applied = _record(rendered, policy_path, policy_text, state, promote=promote)
         except BaseException:
@@ -105,4 +105,4 @@ def _restore(live_before: str | None) -> None:
     if live_before is None:
         delete_table()
     else:
-        apply_table(live_before)
+        apply_table(live_before, list_table())

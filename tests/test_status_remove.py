@@ -73,7 +73,7 @@ def test_meter_entries_are_not_drift(netns: Netns, tmp_path: Path) -> None:
     """Sources that a `limit` meter learns from traffic do not count as drift."""
     state, ssh = tmp_path / "state", _policy(tmp_path, "ssh.yaml", POLICY_SSH)
     assert _pg(netns, state, "apply", ssh, "--yes").returncode == 0
-    netns.run(["nft", "add", "element", "inet", "portguard", "e1_meter4", "{ 198.51.100.9 }"])
+    netns.run(["nft", "add", "element", "inet", "portguard", "e1_meter4_g0", "{ 198.51.100.9 }"])
     assert "198.51.100.9" in netns.ruleset()
     assert _pg(netns, state, "status", "--check").returncode == 0
     again = _pg(netns, state, "apply", ssh, "--yes")

@@ -7,6 +7,7 @@ import re
 import tempfile
 from typing import Any
 
+from portguard.backends.nft_swap import swap_batches
 from portguard.errors import PortguardError
 from portguard.render.nftables import TABLE_FAMILY, TABLE_NAME, transaction
 
@@ -153,9 +154,32 @@ def list_table() -> str | None:
     return without_dynamic_elements(str(output))
 
 
-def apply_table(table_text: str) -> None:
-    """Replace `table inet portguard` with `table_text` in one kernel transaction."""
-    run_batch(open_nftables(), transaction(table_text))
+def apply_table(table_text: str, live_listing: str | None) -> None:
+    """Replace `table inet portguard` (listed as `live_listing`, None if absent) by `table_text`.
+
+    The new sets are loaded first, unused, then one transaction swaps the rules and deletes
+    the old sets (see backends/nft_swap.py for why). A live table holding objects portguard
+    never makes is replaced whole, in one transaction, instead. On a refusal nothing that
+    filters packets has changed: the unused new sets are deleted again.
+    """
+    handle = open_nftables()
+    batches = swap_batches(table_text, live_listing)
+    if batches is None:
+        run_batch(handle, transaction(table_text))
+        return
+    try:
+        run_batch(handle, batches.fill_sets)
+        run_batch(handle, batches.swap_rules)
+    except KernelRefused as refusal:
+        for name in batches.new_set_names:
+            handle.cmd(f"delete set {TABLE_REF} {name}")  # unused: safe, best effort
+        raise _in_rendered_terms(table_text, refusal) from None
+
+
+def _in_rendered_terms(table_text: str, refusal: KernelRefused) -> KernelRefused:
+    """The refusal located in the one-transaction form of `table_text`, if a dry run can."""
+    located = locate_refusal(transaction(table_text), f"Error: {refusal.kernel_message}")
+    return located if located.line_number is not None else refusal
 
 
 def delete_table() -> bool:

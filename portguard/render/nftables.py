@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 
 from portguard import __version__
-from portguard.model import AllowRule, DefaultVerdict, IcmpMode, Network, Policy, PortRange, Proto
-from portguard.render.layout import SourcePorts, layout_policy
+from portguard.model import AllowRule, DefaultVerdict, IcmpMode, Network, Policy, Proto
+from portguard.render.layout import SourcePorts, layout_policy, merge_ranges
 from portguard.verdict import (
     ESSENTIAL_ICMPV4,
     ESSENTIAL_ICMPV6,
@@ -86,7 +86,7 @@ def render_nftables(policy: Policy) -> str:
         rules.append("reject with icmpx port-unreachable")
     header = [
         f"# Rendered by portguard {__version__} from {safe_comment(policy.path)}.",
-        "# apply replaces this whole table in one transaction; edit the policy, not this text.",
+        "# apply loads the sets, then swaps the rules atomically; edit the policy, not this text.",
         *(f"# {line}" for line in _entry_summaries(policy)),
     ]
     chain = [
@@ -133,10 +133,6 @@ def _concat_elements(elements: tuple[SourcePorts, ...]) -> Iterable[str]:
             yield f"{network} . {element.ports}"
 
 
-def _ports_expr(ports: tuple[PortRange, ...]) -> str:
-    return "{ " + ", ".join(str(r) for r in ports) + " }"
-
-
 def _protos_expr(protos: tuple[Proto, ...]) -> str:
     if len(protos) == 1:
         return f"meta l4proto {protos[0].value}"
@@ -147,7 +143,11 @@ def _special_entry(number: int, rule: AllowRule) -> tuple[list[str], list[str]]:
     """Sets and rules for an entry with an interface and/or a per-source limit."""
     sets: list[str] = []
     rules: list[str] = []
-    match_ports = f"{_protos_expr(rule.protos)} th dport {_ports_expr(rule.ports)}"
+    # A named set, never an inline `{ 8000-8100 }`: anonymous interval sets share the commit
+    # window that backends/nft_swap.py closes for named sets by loading them first.
+    ports_set = f"e{number}_ports"
+    sets.append(_set(ports_set, "inet_service", (str(r) for r in merge_ranges(rule.ports))))
+    match_ports = f"{_protos_expr(rule.protos)} th dport @{ports_set}"
     iface = f'iifname "{rule.interface}" ' if rule.interface else ""
     comment = f' comment "{safe_comment(rule.comment)}"' if rule.comment else ""
     families: list[tuple[int | None, list[Network] | None]]
