@@ -87,7 +87,7 @@ def _time_pair(
     ]
     return (
         Timing(f"nft -f ({kind})", tuple(b for b, _ in pairs)),
-        Timing(f"python-nftables cmd() ({kind})", tuple(c for _, c in pairs)),
+        Timing(f"apply_table, two cmd() batches ({kind})", tuple(c for _, c in pairs)),
     )
 
 
@@ -159,10 +159,10 @@ def _report(timings: list[Timing], elements: int) -> None:
         print(f"  {timing.name:55s} {timing.median:8.3f} s   [{samples}]")
     by_name = {t.name: t.median for t in timings}
     for kind in ("new table", "replace table"):
-        ratio = by_name[f"python-nftables cmd() ({kind})"] / by_name[f"nft -f ({kind})"]
+        ratio = by_name[f"apply_table, two cmd() batches ({kind})"] / by_name[f"nft -f ({kind})"]
         verdict = "within" if ratio <= TARGET_RATIO else "OVER"
         print(
-            f"  ratio python-nftables / nft -f ({kind}): {ratio:.2f}x"
+            f"  ratio apply_table / nft -f ({kind}): {ratio:.2f}x"
             f" ({verdict} the {TARGET_RATIO}x target)"
         )
     full = by_name["portguard apply_rendered (new table, list + record)"]
