@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "AS_NOBODY",
     "HOST_V4",
     "HOST_V6",
     "SCANNER_V4",
@@ -35,6 +36,8 @@ HOST_V4 = "192.0.2.1"
 SCANNER_V4 = "192.0.2.2"
 HOST_V6 = "2001:db8:7::1"
 SCANNER_V6 = "2001:db8:7::2"
+# Prefix that runs a command as the unprivileged user nobody (util-linux setpriv).
+AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from portguard.state import StateDir
-from tests.netns import Netns, portguard_argv
+from tests.netns import AS_NOBODY, Netns, portguard_argv
 
 pytestmark = pytest.mark.netns
 
@@ -192,10 +192,7 @@ def test_not_root_is_one_line(netns: Netns, tmp_path: Path) -> None:
     before = netns.ruleset()
     result = netns.run(
         [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
+            *AS_NOBODY,
             *portguard_argv("apply", str(policy), "--yes", "--state-dir", "/nonexistent/pg"),
         ],
         check=False,

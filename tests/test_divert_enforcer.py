@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 
 from portguard.policy import load_policy
-from tests.netns import HOST_V4, HOST_V6, SCANNER_V4, SCANNER_V6, Lab, Netns, portguard_argv
+from tests.netns import (
+    AS_NOBODY,
+    HOST_V4,
+    HOST_V6,
+    SCANNER_V4,
+    SCANNER_V6,
+    Lab,
+    Netns,
+    portguard_argv,
+)
 from tests.probe import (
     FILTERED,
     OPEN,
@@ -181,7 +190,7 @@ def test_enforce_without_root_says_so_in_one_line(netns: Netns) -> None:
     """As an unprivileged user, enforce exits 1 with one line naming root, diverting nothing."""
     if shutil.which("setpriv") is None:
         pytest.skip("needs setpriv (util-linux) to drop root")
-    drop = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    drop = list(AS_NOBODY)
     policy = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
     done = netns.run([*drop, *portguard_argv("enforce", str(policy))], check=False, timeout=30)
     assert done.returncode == 1

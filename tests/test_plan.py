@@ -19,7 +19,7 @@ from portguard.model import ListeningSocket, Policy, Proto
 from portguard.plan import Plan, SocketVerdict, build_plan, judge_socket, plan_json
 from portguard.policy import parse_policy
 from portguard.render.nftables import render_nftables
-from tests.netns import portguard_argv
+from tests.netns import AS_NOBODY, portguard_argv
 
 GOLDEN = Path(__file__).resolve().parent / "golden_output"
 UPDATE_GOLDEN = os.environ.get("PORTGUARD_UPDATE_GOLDEN") == "1"
@@ -230,7 +230,7 @@ def test_plan_without_root_reports_unknown_state() -> None:
 
 def run_as_nobody(policy: Path) -> tuple[subprocess.CompletedProcess[str], ...]:
     """`plan --format json` as user nobody, without and with --detailed-exitcode."""
-    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    drop = list(AS_NOBODY)
     argv = [*drop, *portguard_argv("plan", str(policy), "--format", "json")]
     return tuple(
         subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from portguard.state import StateDir
-from tests.netns import Netns, portguard_argv
+from tests.netns import AS_NOBODY, Netns, portguard_argv
 
 pytestmark = pytest.mark.netns
 
@@ -109,13 +109,7 @@ def test_status_check_errors_exit_one(netns: Netns, tmp_path: Path) -> None:
 def test_status_not_root_exits_one(netns: Netns) -> None:
     """status as an unprivileged user says it needs root, exit 1."""
     result = netns.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            *portguard_argv("status", "--check"),
-        ],
+        [*AS_NOBODY, *portguard_argv("status", "--check")],
         check=False,
     )
     assert result.returncode == 1
