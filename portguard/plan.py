@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import AddressValueError, IPv4Address, IPv6Address, collapse_addresses, ip_address
+from types import MappingProxyType
 
 from portguard.drift import RulesetState
 from portguard.model import AllowRule, ListeningSocket, Network, Policy, Proto
@@ -28,8 +29,8 @@ __all__ = [
 
 # An arriving interface that no `interface:` pattern in a policy is expected to name.
 GENERIC_INTERFACE = "pg-probe0"
-OUTSIDER_START = {4: ip_address("1.0.0.1"), 6: ip_address("2000::1")}
-TROJANS = dict(TROJAN_PORTS)
+OUTSIDER_START = MappingProxyType({4: ip_address("1.0.0.1"), 6: ip_address("2000::1")})
+TROJANS = MappingProxyType(dict(TROJAN_PORTS))
 
 
 class SocketVerdict(StrEnum):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated
 
 import typer
@@ -19,12 +20,14 @@ from portguard.policy import load_policy
 
 __all__ = ["register"]
 
-BEFORE_TEXT = {
-    RulesetState.ABSENT: "table inet portguard was not loaded before",
-    RulesetState.DIFFERS: "replaced the previously applied policy",
-    RulesetState.DRIFTED: "replaced a table that had drifted from what portguard applied",
-    RulesetState.IN_SYNC: "the record was incomplete, so the table was reloaded",
-}
+BEFORE_TEXT = MappingProxyType(
+    {
+        RulesetState.ABSENT: "table inet portguard was not loaded before",
+        RulesetState.DIFFERS: "replaced the previously applied policy",
+        RulesetState.DRIFTED: "replaced a table that had drifted from what portguard applied",
+        RulesetState.IN_SYNC: "the record was incomplete, so the table was reloaded",
+    }
+)
 
 
 def apply(

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated
 
 import typer
@@ -29,13 +30,15 @@ EXIT_ERROR = 1
 EXIT_CHANGES = 2
 SOCKET_HEADERS = ("proto", "address", "port", "pid", "process", "exposed", "verdict", "note")
 IDLE_HEADERS = ("proto", "ports", "line", "comment")
-STATE_WORDS = {
-    RulesetState.ABSENT: "absent: apply will create table inet portguard",
-    RulesetState.IN_SYNC: "in-sync: the live table is what this policy renders to",
-    RulesetState.DIFFERS: "differs: apply will replace the table with this policy's rules",
-    RulesetState.DRIFTED: "drifted: the live table was changed after portguard applied it;"
-    " apply will replace it",
-}
+STATE_WORDS = MappingProxyType(
+    {
+        RulesetState.ABSENT: "absent: apply will create table inet portguard",
+        RulesetState.IN_SYNC: "in-sync: the live table is what this policy renders to",
+        RulesetState.DIFFERS: "differs: apply will replace the table with this policy's rules",
+        RulesetState.DRIFTED: "drifted: the live table was changed after portguard applied it;"
+        " apply will replace it",
+    }
+)
 
 
 class PlanFormat(StrEnum):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated
 
 import typer
@@ -29,12 +30,14 @@ class Target(StrEnum):
     WINDIVERT = "windivert"
 
 
-RENDERERS: dict[Target, Callable[[Policy], str]] = {
-    Target.NFTABLES: render_nftables,
-    Target.NETSH: render_netsh,
-    Target.POWERSHELL: render_powershell,
-    Target.WINDIVERT: render_windivert,
-}
+RENDERERS: Mapping[Target, Callable[[Policy], str]] = MappingProxyType(
+    {
+        Target.NFTABLES: render_nftables,
+        Target.NETSH: render_netsh,
+        Target.POWERSHELL: render_powershell,
+        Target.WINDIVERT: render_windivert,
+    }
+)
 
 
 def render(

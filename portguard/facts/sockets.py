@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from types import MappingProxyType
 
 from portguard.errors import PortguardError
 from portguard.model import ListeningSocket, Proto
@@ -42,8 +43,8 @@ DIAG_MESSAGE = struct.Struct("=BBBB2s2s16s16sI8sIIIII")
 ATTRIBUTE_HEADER = struct.Struct("=HH")
 INET_DIAG_SKV6ONLY = 11  # sent for IPv6 sockets in LISTEN or CLOSE
 RECV_BUFFER = 1 << 20
-PROTO_NUMBERS = {Proto.TCP: socket.IPPROTO_TCP, Proto.UDP: socket.IPPROTO_UDP}
-STATE_FILTER = {Proto.TCP: 1 << TCP_LISTEN, Proto.UDP: 1 << TCP_CLOSE}
+PROTO_NUMBERS = MappingProxyType({Proto.TCP: socket.IPPROTO_TCP, Proto.UDP: socket.IPPROTO_UDP})
+STATE_FILTER = MappingProxyType({Proto.TCP: 1 << TCP_LISTEN, Proto.UDP: 1 << TCP_CLOSE})
 PROC = "/proc"
 
 

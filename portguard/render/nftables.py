@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network, collapse_addresses
+from types import MappingProxyType
 
 from portguard import __version__
 from portguard.model import AllowRule, DefaultVerdict, IcmpMode, Network, Policy, Proto
@@ -32,10 +33,10 @@ LOG_PREFIX = "portguard: "
 METER_SIZE = 65535
 UNSAFE_COMMENT_CHARS = re.compile(r"[^A-Za-z0-9 _.,:;/@()+=#%*!?'<>\[\]-]")
 MAX_NFT_COMMENT = 120
-FAMILY_MATCH = {4: "ip", 6: "ip6"}
-FAMILY_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
-FAMILY_NFPROTO = {4: "ipv4", 6: "ipv6"}
-METER_TIMEOUT = {"second": "1m", "minute": "1m", "hour": "1h", "day": "1d"}
+FAMILY_MATCH = MappingProxyType({4: "ip", 6: "ip6"})
+FAMILY_TYPE = MappingProxyType({4: "ipv4_addr", 6: "ipv6_addr"})
+FAMILY_NFPROTO = MappingProxyType({4: "ipv4", 6: "ipv6"})
+METER_TIMEOUT = MappingProxyType({"second": "1m", "minute": "1m", "hour": "1h", "day": "1d"})
 
 
 def safe_comment(text: str) -> str:

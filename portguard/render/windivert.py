@@ -10,6 +10,8 @@ clauses was seen here to divert (and so drop) the allowed ports too.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from portguard.model import Policy, PortRange, Proto
 from portguard.render.layout import complement, layout_policy
 
@@ -18,8 +20,8 @@ __all__ = ["MAX_FILTER_TERMS", "render_windivert", "windivert_filter"]
 # WinDivert compiles a filter into at most 256 objects (WINDIVERT_FILTER_MAXLEN); measured
 # here, 254 port comparisons plus two other tests are refused as "Filter expression too long".
 MAX_FILTER_TERMS = 240
-PROTO_HEAD = {Proto.TCP: "tcp and tcp.Syn and not tcp.Ack", Proto.UDP: "udp"}
-HEAD_TERMS = {Proto.TCP: 3, Proto.UDP: 1}
+PROTO_HEAD = MappingProxyType({Proto.TCP: "tcp and tcp.Syn and not tcp.Ack", Proto.UDP: "udp"})
+HEAD_TERMS = MappingProxyType({Proto.TCP: 3, Proto.UDP: 1})
 FIXED_TERMS = 5  # not loopback, inbound, outbound, udp (outbound), and one spare
 
 
