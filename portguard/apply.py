@@ -17,6 +17,7 @@ __all__ = [
     "EmptyListing",
     "apply_policy",
     "apply_rendered",
+    "state_before_apply",
 ]
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -46,6 +47,12 @@ def apply_policy(
     return apply_rendered(
         render_nftables(policy), policy.path, policy_text, state, lock_timeout=lock_timeout
     )
+
+
+def state_before_apply(policy: Policy, state: StateDir) -> RulesetState:
+    """How the live table compares with `policy` now (in-sync means apply has nothing to do)."""
+    open_nftables()
+    return classify(render_nftables(policy), state.read_applied(), list_table())
 
 
 def apply_rendered(

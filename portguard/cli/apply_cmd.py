@@ -9,14 +9,16 @@ from typing import Annotated
 
 import typer
 
-from portguard.apply import DEFAULT_LOCK_TIMEOUT, apply_policy
+from portguard.apply import DEFAULT_LOCK_TIMEOUT, apply_policy, state_before_apply
 from portguard.cli import windows_cmds
 from portguard.cli.boot_report import run_boot
 from portguard.cli.lockout_guard import guard_apply
 from portguard.cli.output import out, print_warnings
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
 from portguard.drift import RulesetState
+from portguard.model import Policy
 from portguard.policy import load_policy
+from portguard.state import StateDir
 
 __all__ = ["register"]
 
@@ -59,7 +61,7 @@ def apply(
     print_warnings(loaded.warnings)
     guard_apply(loaded.policy, force=force)
     state = None if windows_cmds.on_windows() else open_state_dir(state_dir)
-    if not yes and sys.stdin.isatty():
+    if not yes and sys.stdin.isatty() and _changes_pending(loaded.policy, state):
         typer.confirm(f"Replace portguard's rules with the rules of {policy}?", abort=True)
     if state is None:
         return windows_cmds.apply_on_windows(policy, loaded.policy)
@@ -70,6 +72,11 @@ def apply(
     else:
         out(f"{policy}: unchanged, nothing to do")
     return 0
+
+
+def _changes_pending(policy: Policy, state: StateDir | None) -> bool:
+    """Whether apply would change anything (always True on Windows, where it is not known)."""
+    return state is None or state_before_apply(policy, state) is not RulesetState.IN_SYNC
 
 
 def register(app: typer.Typer) -> None:
