@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import psutil  # type: ignore[import-untyped,unused-ignore]
-
 from portguard.cli.output import err
 from portguard.errors import PortguardError
 from portguard.facts import listening_sockets
@@ -24,8 +22,8 @@ __all__ = ["arrival_interface", "guard_apply"]
 def guard_apply(policy: Policy, *, force: bool) -> None:
     """Raise LockoutRefused if `policy` cuts off this SSH session (unless force); warn of others.
 
-    The warnings go to stderr before apply's own confirmation prompt, which a TTY without
-    --yes always gets.
+    The warnings go to stderr before apply's own confirmation prompt (a TTY without --yes,
+    when the apply would change something).
     """
     ssh = parse_ssh_connection(os.environ.get("SSH_CONNECTION"))
     reason = lockout_reason(policy, ssh, arrival_interface(ssh))
@@ -53,6 +51,8 @@ def arrival_interface(ssh: SshConnection | None) -> str | None:
     """The local interface holding the session's server address, if one does."""
     if ssh is None:
         return None
+    import psutil  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415 - only over SSH
+
     for name, addresses in psutil.net_if_addrs().items():
         for address in addresses:
             if address.address.split("%", 1)[0] == str(ssh.server):
