@@ -24,10 +24,11 @@ def check(
 ) -> int:
     """Validate and lint POLICY; as root, also dry-run the rendered rules in the kernel."""
     loaded = load_policy(policy)
-    print_warnings(loaded.warnings)
+    print_warnings(loaded.warnings, loaded.omitted_warnings)
     entries = len(loaded.policy.allow)
+    count = loaded.warning_count
     summary = f"{policy}: ok ({entries} allow entr{'y' if entries == 1 else 'ies'}"
-    summary += f", {len(loaded.warnings)} warning{'' if len(loaded.warnings) == 1 else 's'})"
+    summary += f", {count} warning{'' if count == 1 else 's'})"
     if not kernel:
         out(f"{summary}; kernel dry run not requested")
         return 0

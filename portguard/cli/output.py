@@ -20,7 +20,9 @@ def err(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def print_warnings(warnings: Iterable[LintWarning]) -> None:
-    """Every lint warning on stderr, one line each."""
+def print_warnings(warnings: Iterable[LintWarning], omitted: int = 0) -> None:
+    """Every lint warning on stderr, one line each, then a count of those left out, if any."""
     for warning in warnings:
         err(str(warning))
+    if omitted:
+        err(f"portguard: \u2026 and {omitted} more warning{'' if omitted == 1 else 's'}")

@@ -73,7 +73,7 @@ def plan(
 ) -> int:
     """Show which sockets POLICY makes unreachable, idle allows, and the ruleset change."""
     loaded = load_policy(policy)
-    print_warnings(loaded.warnings)
+    print_warnings(loaded.warnings, loaded.omitted_warnings)
     rendered = render_nftables(loaded.policy)
     state, diff, reason = _ruleset(rendered, str(policy), open_state_dir(state_dir))
     result = build_plan(loaded.policy, listening_sockets(), state, diff, reason)

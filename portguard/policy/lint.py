@@ -1,8 +1,15 @@
-"""Lint: legal but suspicious policy constructs, as located warnings (never errors)."""
+"""Lint: legal but suspicious policy constructs, as located warnings (never errors).
+
+Every check is O(n log n) in the entries and addresses: overlaps are found by one sweep over
+the ports per (interface, protocol), not by comparing every pair of entries.
+"""
 
 from __future__ import annotations
 
-from itertools import combinations
+import heapq
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from portguard.errors import Location
 from portguard.model import (
@@ -10,12 +17,18 @@ from portguard.model import (
     AllowRule,
     IcmpMode,
     LintWarning,
-    Network,
     Policy,
     PortRange,
+    Proto,
 )
 
-__all__ = ["TROJAN_PORTS", "lint_policy"]
+__all__ = [
+    "MAX_WARNINGS_PER_KIND",
+    "TROJAN_PORTS",
+    "WarningCollector",
+    "lint_kinds",
+    "lint_policy",
+]
 
 # Ports long used by well-known trojans and backdoors (Back Orifice, NetBus, SubSeven, ...).
 TROJAN_PORTS: tuple[tuple[int, str], ...] = (
@@ -38,54 +51,94 @@ TROJAN_PORTS: tuple[tuple[int, str], ...] = (
     (65000, "Devil"),
 )
 ALL_PORTS = PortRange(1, MAX_PORT)
+MAX_WARNINGS_PER_KIND = 50
+SINGLE_HOSTS_NAMED = 3
+
+
+@dataclass
+class WarningCollector:
+    """Keeps the first `per_kind` warnings of each kind and counts the rest (one per load)."""
+
+    per_kind: int = MAX_WARNINGS_PER_KIND
+    kept: list[LintWarning] = field(default_factory=list)
+    omitted: int = 0
+    _counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str, warning: LintWarning) -> None:
+        """Keep `warning` unless `per_kind` of its kind are kept already; then count it."""
+        if self._keeps(kind):
+            self.kept.append(warning)
+
+    def add_lazily(self, kind: str, location: Location, message: Callable[[], str]) -> None:
+        """Like `add`, but the message is made only if the warning is kept."""
+        if self._keeps(kind):
+            self.kept.append(LintWarning(location, message()))
+
+    def _keeps(self, kind: str) -> bool:
+        """Count one more warning of `kind`; whether it is among the first `per_kind`."""
+        seen = self._counts.get(kind, 0)
+        self._counts[kind] = seen + 1
+        if seen < self.per_kind:
+            return True
+        self.omitted += 1
+        return False
 
 
 def lint_policy(policy: Policy) -> tuple[LintWarning, ...]:
     """Every lint warning for `policy`, in file order."""
-    warnings: list[LintWarning] = []
+    return tuple(warning for _, warning in lint_kinds(policy))
+
+
+def lint_kinds(policy: Policy) -> list[tuple[str, LintWarning]]:
+    """Every lint warning with its kind ("overlap", "trojan", ...), in file order."""
+    found: list[tuple[str, LintWarning]] = []
     if policy.icmp is IcmpMode.NONE:
-        warnings.append(
-            LintWarning(
-                policy.allow[0].location if policy.allow else Location(policy.path, 1, 1),
-                "icmp: none also blocks IPv6 neighbour discovery; IPv6 will stop working",
-            )
-        )
+        location = policy.allow[0].location if policy.allow else Location(policy.path, 1, 1)
+        message = "icmp: none also blocks IPv6 neighbour discovery; IPv6 will stop working"
+        found.append(("icmp", LintWarning(location, message)))
     for rule in policy.allow:
-        warnings.extend(_rule_warnings(rule))
-    for first, second in combinations(policy.allow, 2):
-        overlap = _overlap(first, second)
-        if overlap is not None:
-            warnings.append(LintWarning(second.location, overlap))
-    return tuple(sorted(warnings, key=lambda w: (w.location.line, w.location.col)))
+        found.extend(_rule_warnings(rule))
+    for later, earlier in sorted(find_overlaps(policy.allow).items()):
+        message = _overlap_message(policy.allow[earlier], policy.allow[later])
+        found.append(("overlap", LintWarning(policy.allow[later].location, message)))
+    found.sort(key=lambda item: (item[1].location.line, item[1].location.col))
+    return found
 
 
-def _rule_warnings(rule: AllowRule) -> list[LintWarning]:
-    found: list[LintWarning] = []
+def _rule_warnings(rule: AllowRule) -> Iterator[tuple[str, LintWarning]]:
     if _covers_every_port(rule.ports):
-        found.append(LintWarning(rule.location, "this entry allows every port (1-65535)"))
+        yield "all-ports", LintWarning(rule.location, "this entry allows every port (1-65535)")
     else:
         trojans = [
             f"{port} ({name})" for port, name in TROJAN_PORTS if any(port in r for r in rule.ports)
         ]
         if trojans:
-            found.append(
-                LintWarning(
-                    rule.location, f"allows well-known trojan port(s): {', '.join(trojans)}"
-                )
-            )
+            message = f"allows well-known trojan port(s): {', '.join(trojans)}"
+            yield "trojan", LintWarning(rule.location, message)
     if rule.sources is not None and not rule.sources:
-        found.append(LintWarning(rule.location, "'from' matches no address: allows nothing"))
+        message = "'from' matches no address: allows nothing"
+        yield "from-nothing", LintWarning(rule.location, message)
     if rule.sources and not rule.comment:
-        for network in rule.sources:
-            if network.num_addresses == 1 and network.network_address.is_global:
-                found.append(
-                    LintWarning(
-                        rule.location,
-                        f"from a single public host {network.network_address} with no comment;"
-                        " say whose it is",
-                    )
-                )
-    return found
+        hosts = _public_hosts(rule)
+        if len(hosts) == 1:
+            message = f"from a single public host {hosts[0]} with no comment; say whose it is"
+            yield "single-host", LintWarning(rule.location, message)
+        elif hosts:
+            named = ", ".join(hosts[:SINGLE_HOSTS_NAMED])
+            more = " and more" if len(hosts) > SINGLE_HOSTS_NAMED else ""
+            message = f"from single public hosts {named}{more} with no comment; say whose they are"
+            yield "single-host", LintWarning(rule.location, message)
+
+
+def _public_hosts(rule: AllowRule) -> list[str]:
+    """Up to SINGLE_HOSTS_NAMED + 1 single public hosts among the rule's sources."""
+    hosts: list[str] = []
+    for network in rule.sources or ():
+        if network.prefixlen == network.max_prefixlen and network.network_address.is_global:
+            hosts.append(str(network.network_address))
+            if len(hosts) > SINGLE_HOSTS_NAMED:
+                break
+    return hosts
 
 
 def _covers_every_port(ports: tuple[PortRange, ...]) -> bool:
@@ -98,29 +151,210 @@ def _covers_every_port(ports: tuple[PortRange, ...]) -> bool:
     return next_port > ALL_PORTS.last
 
 
-def _overlap(first: AllowRule, second: AllowRule) -> str | None:
-    """A message when `second` repeats or overlaps `first` for the same traffic, else None."""
-    if first.interface != second.interface or not set(first.protos) & set(second.protos):
-        return None
-    shared = [
-        PortRange(max(a.first, b.first), min(a.last, b.last))
-        for a in first.ports
-        for b in second.ports
-        if a.overlaps(b)
-    ]
-    if not shared:
-        return None
-    if (
-        first.sources is not None
-        and second.sources is not None
-        and not _sources_overlap(first.sources, second.sources)
-    ):
-        return None
+def _overlap_message(first: AllowRule, second: AllowRule) -> str:
+    """How `second` repeats or overlaps the earlier `first` (they do overlap)."""
     line = first.location.line
     if (first.ports, first.protos, first.sources) == (second.ports, second.protos, second.sources):
         return f"duplicates the entry at line {line}"
-    return f"overlaps the entry at line {line} (port {min(shared)})"
+    shared = _first_shared(first.ports, second.ports)
+    return f"overlaps the entry at line {line} (port {shared})"
 
 
-def _sources_overlap(first: tuple[Network, ...], second: tuple[Network, ...]) -> bool:
-    return any(a.version == b.version and a.overlaps(b) for a in first for b in second)
+def _first_shared(first: tuple[PortRange, ...], second: tuple[PortRange, ...]) -> PortRange:
+    """The smallest pairwise intersection of two sorted port-range lists (they intersect)."""
+    best: PortRange | None = None
+    i = j = 0
+    while i < len(first) and j < len(second):
+        a, b = first[i], second[j]
+        if a.overlaps(b):
+            shared = PortRange(max(a.first, b.first), min(a.last, b.last))
+            best = shared if best is None else min(best, shared)
+        if a.last < b.last:
+            i += 1
+        else:
+            j += 1
+    assert best is not None, "called only for entries that overlap"
+    return best
+
+
+# --- overlap detection -------------------------------------------------------------------------
+#
+# An entry is a set of rectangles: (port range) x (source CIDR); no `from` means 0.0.0.0/0 and
+# ::/0. Two entries overlap when a rectangle of one meets a rectangle of the other. CIDRs are
+# laminar (two are nested or disjoint), so the CIDRs meeting c are its ancestors (a chain of at
+# most 129) and its descendants (a contiguous run in (version, start, prefix) order). A sweep
+# over the ports keeps the active rectangles in a segment tree over that order; each insertion
+# asks for the smallest entry index among the active rectangles meeting it (is there an earlier
+# entry?) and takes every not-yet-flagged later entry among them (they overlap an earlier one).
+# Each rectangle is inserted, removed and flagged at most once: O(R log R) for R rectangles.
+
+_NONE = -1
+_Cidr = tuple[int, int, int]  # (version, start, prefix)
+_ANYWHERE: tuple[_Cidr, ...] = ((4, 0, 0), (6, 0, 0))
+_BITS = {4: 32, 6: 128}
+
+
+def find_overlaps(rules: tuple[AllowRule, ...]) -> dict[int, int]:
+    """{index of an entry: index of an earlier entry it overlaps}, for each entry that does."""
+    groups: dict[tuple[str | None, Proto], list[int]] = {}
+    for index, rule in enumerate(rules):
+        if rule.sources == ():
+            continue  # matches nothing, so overlaps nothing
+        for proto in rule.protos:
+            groups.setdefault((rule.interface, proto), []).append(index)
+    found: dict[int, int] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for later, earlier in _Sweep(rules, members).run().items():
+            if earlier < found.get(later, later):
+                found[later] = earlier
+    return found
+
+
+def _cidrs(rule: AllowRule) -> tuple[_Cidr, ...]:
+    if rule.sources is None:
+        return _ANYWHERE
+    return tuple((n.version, int(n.network_address), n.prefixlen) for n in rule.sources)
+
+
+def _end(cidr: _Cidr) -> int:
+    version, start, prefix = cidr
+    return start + (1 << (_BITS[version] - prefix)) - 1
+
+
+class _Sweep:
+    """One (interface, protocol) group's overlap sweep; see the comment above."""
+
+    def __init__(self, rules: tuple[AllowRule, ...], members: list[int]) -> None:
+        # rectangles: (first port, last port, entry index, leaf)
+        cidr_of = {index: _cidrs(rules[index]) for index in members}
+        leaves = sorted({cidr for cidrs in cidr_of.values() for cidr in cidrs})
+        self.leaf_of = {cidr: position for position, cidr in enumerate(leaves)}
+        self.parent = _parents(leaves)
+        self.last_descendant = [
+            bisect_right(leaves, (cidr[0], _end(cidr), 1 << 8)) - 1 for cidr in leaves
+        ]
+        self.rects = [
+            (ports.first, ports.last, index, self.leaf_of[cidr])
+            for index in members
+            for ports in rules[index].ports
+            for cidr in cidr_of[index]
+        ]
+        size = 1
+        while size < len(leaves):
+            size *= 2
+        self.size = size
+        big = len(rules)
+        self.big = big
+        self.low = [big] * (2 * size)  # smallest active entry index below each node
+        self.high = [_NONE] * (2 * size)  # largest active unflagged entry index below
+        self.low_heaps: list[list[tuple[int, int]]] = [[] for _ in leaves]
+        self.high_heaps: list[list[tuple[int, int]]] = [[] for _ in leaves]
+        self.active = [False] * len(self.rects)
+        self.flagged: dict[int, int] = {}
+
+    def run(self) -> dict[int, int]:
+        """Sweep the ports; return {later entry: earlier entry it overlaps}."""
+        order = sorted(range(len(self.rects)), key=lambda r: (self.rects[r][0], self.rects[r][2]))
+        ends = sorted(range(len(self.rects)), key=lambda r: self.rects[r][1])
+        done = 0
+        for rect in order:
+            first, _, index, leaf = self.rects[rect]
+            while done < len(ends) and self.rects[ends[done]][1] < first:
+                if self.active[ends[done]]:
+                    self.active[ends[done]] = False
+                    self._refresh(self.rects[ends[done]][3])
+                done += 1
+            self._query(index, leaf)
+            self.active[rect] = True
+            heapq.heappush(self.low_heaps[leaf], (index, rect))
+            if index not in self.flagged:
+                heapq.heappush(self.high_heaps[leaf], (-index, rect))
+            self._refresh(leaf)
+        return self.flagged
+
+    def _query(self, index: int, leaf: int) -> None:
+        """Flag `index` if an earlier entry meets `leaf` now; flag later entries meeting it."""
+        ancestors = []
+        node = self.parent[leaf]
+        while node != _NONE:
+            ancestors.append(node)
+            node = self.parent[node]
+        low = min([self.low[self.size + a] for a in ancestors], default=self.big)
+        low = min(low, self._range_low(leaf, self.last_descendant[leaf]))
+        if low < index:
+            self._flag(index, low)
+        for node in self._range_nodes(leaf, self.last_descendant[leaf]):
+            self._take_later(node, index)
+        for ancestor in ancestors:
+            self._take_later(self.size + ancestor, index)
+
+    def _flag(self, later: int, earlier: int) -> None:
+        if earlier < self.flagged.get(later, later):
+            self.flagged[later] = earlier
+
+    def _take_later(self, node: int, index: int) -> None:
+        """Flag every unflagged active entry above `index` in `node`'s subtree."""
+        if self.high[node] <= index:
+            return
+        if node >= self.size:
+            leaf = node - self.size
+            heap = self.high_heaps[leaf]
+            while heap and -heap[0][0] > index:
+                later, rect = -heap[0][0], heap[0][1]
+                heapq.heappop(heap)
+                if self.active[rect] and later not in self.flagged:
+                    self.flagged[later] = index
+            self._refresh(leaf)
+            return
+        self._take_later(2 * node, index)
+        self._take_later(2 * node + 1, index)
+
+    def _refresh(self, leaf: int) -> None:
+        """Recompute a leaf's values after a change and carry them up to the root."""
+        lows, highs = self.low_heaps[leaf], self.high_heaps[leaf]
+        while lows and not self.active[lows[0][1]]:
+            heapq.heappop(lows)
+        while highs and (not self.active[highs[0][1]] or -highs[0][0] in self.flagged):
+            heapq.heappop(highs)
+        node = self.size + leaf
+        self.low[node] = lows[0][0] if lows else self.big
+        self.high[node] = -highs[0][0] if highs else _NONE
+        node //= 2
+        while node:
+            self.low[node] = min(self.low[2 * node], self.low[2 * node + 1])
+            self.high[node] = max(self.high[2 * node], self.high[2 * node + 1])
+            node //= 2
+
+    def _range_nodes(self, first: int, last: int) -> list[int]:
+        """The canonical segment-tree nodes covering leaves first..last."""
+        nodes = []
+        lo, hi = first + self.size, last + self.size + 1
+        while lo < hi:
+            if lo & 1:
+                nodes.append(lo)
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                nodes.append(hi)
+            lo //= 2
+            hi //= 2
+        return nodes
+
+    def _range_low(self, first: int, last: int) -> int:
+        return min((self.low[n] for n in self._range_nodes(first, last)), default=self.big)
+
+
+def _parents(leaves: list[_Cidr]) -> list[int]:
+    """For each CIDR (sorted), the position of the smallest CIDR containing it, or _NONE."""
+    parents: list[int] = []
+    stack: list[int] = []
+    for position, cidr in enumerate(leaves):
+        while stack and not (
+            leaves[stack[-1]][0] == cidr[0] and cidr[1] <= _end(leaves[stack[-1]])
+        ):
+            stack.pop()
+        parents.append(stack[-1] if stack else _NONE)
+        stack.append(position)
+    return parents

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import ipaddress
+import gc
+import io
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, SequenceNode
@@ -25,11 +27,25 @@ from portguard.model import (
     Proto,
     RateUnit,
 )
-from portguard.policy.lint import lint_policy
-from portguard.policy.yamlnodes import NodeReader, compose_document, decode_text, describe
+from portguard.policy.bounded_read import (
+    MAX_POLICY_BYTES,
+    MAX_SET_FILE_BYTES,
+    FileReadError,
+    read_regular_file,
+)
+from portguard.policy.lint import WarningCollector, lint_kinds
+from portguard.policy.networks import (
+    NetworkParts,
+    NotANetwork,
+    collapse,
+    collapse_parts,
+    parse_network,
+    to_network,
+)
+from portguard.policy.yamlnodes import NodeReader, compose_document, decode_text, describe, short
 from portguard.services import ServiceTable, load_services
 
-__all__ = ["LoadedPolicy", "load_policy", "parse_policy"]
+__all__ = ["MAX_ADDRESSES", "LoadedPolicy", "load_policy", "parse_policy", "read_policy_bytes"]
 
 SUPPORTED_VERSION = 1
 TOP_KEYS = ("version", "description", "default", "icmp", "log", "sets", "allow")
@@ -41,6 +57,14 @@ INTERFACE_NAME = re.compile(r"(?=.{1,15}\Z)[A-Za-z0-9_][A-Za-z0-9_.@+-]*\*?\Z", 
 PORT_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?\Z", re.ASCII)
 LIMIT = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*\Z", re.ASCII)
 MAX_COMMENT = 256
+MAX_PORT_DIGITS = 5
+MAX_LIMIT = 1_000_000
+# Addresses read from all set files of one policy together: bounds time and memory (a few
+# hundred bytes each while loading) whatever the files hold.
+MAX_ADDRESSES = 2_000_000
+# Characters that can appear in an IP address or CIDR; a set-file token with any other is
+# never quoted back (the file may be something else entirely, such as /etc/shadow).
+NOT_ADDRESS_CHARACTER = re.compile(r"[^0-9a-fA-F:./]")
 
 
 @dataclass(frozen=True)
@@ -48,17 +72,26 @@ class LoadedPolicy:
     """A policy together with every warning its loading and linting produced."""
 
     policy: Policy
-    warnings: tuple[LintWarning, ...]
+    warnings: tuple[LintWarning, ...]  # at most MAX_WARNINGS_PER_KIND of each kind
+    omitted_warnings: int = 0  # warnings beyond that cap: counted, not kept
+
+    @property
+    def warning_count(self) -> int:
+        """All warnings found, shown or not."""
+        return len(self.warnings) + self.omitted_warnings
 
 
 def load_policy(path: str | Path, services: ServiceTable | None = None) -> LoadedPolicy:
     """Read, validate and lint a policy file."""
-    file = str(path)
+    return parse_policy(read_policy_bytes(path), str(path), services=services)
+
+
+def read_policy_bytes(path: str | Path) -> bytes:
+    """The bytes of a policy file: a regular file of at most MAX_POLICY_BYTES (the one read)."""
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise PortguardError(f"{file}: cannot read policy: {exc.strerror or exc}") from None
-    return parse_policy(data, file, services=services)
+        return read_regular_file(path, MAX_POLICY_BYTES)
+    except FileReadError as exc:
+        raise PortguardError(f"{path}: cannot read policy: {exc.reason}") from None
 
 
 def parse_policy(
@@ -74,10 +107,28 @@ def parse_policy(
         reader=NodeReader(file),
         base_dir=base_dir if base_dir is not None else Path(file).parent,
         services=services if services is not None else load_services(),
-        warnings=[],
     )
-    policy = builder.build(compose_document(file, text))
-    return LoadedPolicy(policy, tuple(builder.warnings) + lint_policy(policy))
+    with _gc_paused():  # a million set-file addresses are a million acyclic objects
+        policy = builder.build(compose_document(file, text))
+        for kind, warning in lint_kinds(policy):
+            builder.warnings.add(kind, warning)
+    return LoadedPolicy(policy, tuple(builder.warnings.kept), builder.warnings.omitted)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (it rescans every object as they grow); then resume.
+
+    Loading makes no reference cycles that matter, and the collector's repeated passes over
+    a million new objects cost a third of the time of a million-line set file.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass
@@ -85,7 +136,8 @@ class _Builder:
     reader: NodeReader
     base_dir: Path
     services: ServiceTable
-    warnings: list[LintWarning]
+    warnings: WarningCollector = field(default_factory=WarningCollector)
+    addresses: int = 0  # read from set files so far (at most MAX_ADDRESSES)
 
     def build(self, root: Node) -> Policy:
         r = self.reader
@@ -124,7 +176,7 @@ class _Builder:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(known)})"
-                raise self.reader.error(key_node, f"unknown key '{key}' in {what}{hint}")
+                raise self.reader.error(key_node, f"unknown key '{short(key)}' in {what}{hint}")
 
     def _optional_string(self, entries: dict[str, tuple[Node, Node]], key: str) -> str | None:
         return self.reader.string(entries[key][1], key) if key in entries else None
@@ -149,14 +201,14 @@ class _Builder:
             if not SET_NAME.match(name):
                 raise r.error(
                     key_node,
-                    f"set name '{name}' must start with a letter or _ and use only "
+                    f"set name '{short(name)}' must start with a letter or _ and use only "
                     "letters, digits, _ and - (at most 64)",
                 )
             if _is_mapping(value_node):
                 sets[name] = self._set_file(name, value_node)
             else:
                 items = r.sequence(value_node, f"set '{name}'")
-                sets[name] = _collapse(
+                sets[name] = collapse(
                     self._network(r.string(item, "an address"), r.location(item)) for item in items
                 )
         return sets
@@ -171,40 +223,65 @@ class _Builder:
         relative = r.string(file_node, "file")
         path = self.base_dir / relative
         try:
-            data = path.read_bytes()
-        except OSError as exc:
+            data = read_regular_file(path, MAX_SET_FILE_BYTES)
+        except FileReadError as exc:
             raise r.error(
-                file_node, f"cannot read set file '{relative}': {exc.strerror or exc}"
+                file_node, f"cannot read set file '{short(relative)}': {exc.reason}"
             ) from None
-        text = decode_text(str(path), data, max_bytes=None)  # set files have no size limit
-        networks: list[Network] = []
-        for number, raw in enumerate(text.splitlines(), start=1):
+        file = str(path)
+        text = decode_text(file, data, max_bytes=None)  # bounded by read_regular_file
+        del data
+        parts: list[NetworkParts] = []
+        for number, raw in enumerate(io.StringIO(text), start=1):
             content = raw.split("#", 1)[0]
             token = content.strip()
             if not token:
                 continue
             col = len(content) - len(content.lstrip()) + 1
-            networks.append(self._network(token, Location(str(path), number, col)))
-        return _collapse(networks)
+            location = Location(file, number, col)
+            if self.addresses >= MAX_ADDRESSES:
+                raise PolicyError(
+                    location,
+                    f"more than {MAX_ADDRESSES} addresses in the set files of this policy"
+                    " (the limit)",
+                )
+            self.addresses += 1
+            parts.append(self._set_file_entry(token, location))
+        del text
+        return collapse_parts(parts)
+
+    def _set_file_entry(self, token: str, location: Location) -> NetworkParts:
+        """One set-file token as network parts; an error quotes it only if it looks like one."""
+        outside = NOT_ADDRESS_CHARACTER.search(token)
+        if outside is not None:
+            at = Location(location.file, location.line, location.col + outside.start())
+            if outside.group() == "%":
+                raise PolicyError(at, "zone indexes (%...) are not allowed")
+            raise PolicyError(
+                at,
+                f"not an IP address or CIDR network (it cannot contain '{short(outside.group())}')",
+            )
+        return self._parts(token, location)
 
     def _network(self, text: str, location: Location) -> Network:
+        return to_network(self._parts(text.strip(), location))
+
+    def _parts(self, text: str, location: Location) -> NetworkParts:
         if "%" in text:
-            raise PolicyError(location, f"'{text}': zone indexes (%...) are not allowed")
+            raise PolicyError(location, f"'{short(text)}': zone indexes (%...) are not allowed")
         try:
-            return ipaddress.ip_network(text.strip(), strict=True)
-        except ValueError as strict_error:
-            try:
-                network = ipaddress.ip_network(text.strip(), strict=False)
-            except ValueError:
-                raise PolicyError(
-                    location, f"'{text}' is not an IP address or CIDR network"
-                ) from None
-            if "host bits set" not in str(strict_error):
-                raise PolicyError(location, f"'{text}': {strict_error}") from None
-            self.warnings.append(
-                LintWarning(location, f"'{text}' has host bits set; it means {network}")
+            parsed = parse_network(text)
+        except NotANetwork:
+            raise PolicyError(
+                location, f"'{short(text)}' is not an IP address or CIDR network"
+            ) from None
+        if parsed.host_bits:
+            self.warnings.add_lazily(
+                "host-bits",
+                location,
+                lambda: f"'{short(text)}' has host bits set; it means {to_network(parsed.parts)}",
             )
-            return network
+        return parsed.parts
 
     # --- allow entries ------------------------------------------------------------------------
 
@@ -233,7 +310,7 @@ class _Builder:
             if not INTERFACE_NAME.match(interface):
                 raise r.error(
                     interface_node,
-                    f"'{interface}' is not a valid interface name (1-15 characters of"
+                    f"'{short(interface)}' is not a valid interface name (1-15 characters of"
                     " A-Z a-z 0-9 _ . @ + -, optionally ending in *)",
                 )
         limit = self._limit(entry["limit"][1]) if "limit" in entry else None
@@ -266,16 +343,18 @@ class _Builder:
     def _service_port(self, name: str, protos: tuple[Proto, ...], node: Node) -> PortRange:
         if not self.services.knows(name):
             raise self.reader.error(
-                node, f"unknown service '{name}' (not in {self.services.source}); use port: N"
+                node,
+                f"unknown service '{short(name)}' (not in {self.services.source}); use port: N",
             )
         found = {proto: self.services.lookup(name, proto) for proto in protos}
         for proto, port in found.items():
             if port is None:
-                raise self.reader.error(node, f"service '{name}' has no {proto.value} port")
+                raise self.reader.error(node, f"service '{short(name)}' has no {proto.value} port")
         ports = {p for p in found.values() if p is not None}
         if len(ports) != 1:
             raise self.reader.error(
-                node, f"service '{name}' uses different ports per protocol; write one entry each"
+                node,
+                f"service '{short(name)}' uses different ports per protocol; write one entry each",
             )
         port = ports.pop()
         return PortRange(port, port)
@@ -292,12 +371,9 @@ class _Builder:
                 raise r.error(item, f'port must be a number or "A-B", found {describe(value)}')
             match = PORT_RANGE.match(str(value))
             if match is None:
-                raise r.error(item, f"'{value}' is not a port or a port range \"A-B\"")
-            first = int(match.group(1))
-            last = int(match.group(2)) if match.group(2) is not None else first
-            for port in (first, last):
-                if not 1 <= port <= MAX_PORT:
-                    raise r.error(item, f"port {port} is out of range 1-{MAX_PORT}")
+                raise r.error(item, f"'{short(str(value))}' is not a port or a port range \"A-B\"")
+            first = _port_number(r, item, match.group(1))
+            last = first if match.group(2) is None else _port_number(r, item, match.group(2))
             if first > last:
                 raise r.error(item, f"port range {first}-{last} is reversed (first > last)")
             ranges.append(PortRange(first, last))
@@ -312,16 +388,19 @@ class _Builder:
             raise r.error(node, "from is empty (that would allow no one); omit it to allow any")
         names: list[str] = []
         networks: list[Network] = []
+        whole_sets: list[tuple[Network, ...]] = []
         for item in items:
             text = r.string(item, "a from source")
             names.append(text)
             if text.startswith("@"):
                 if text[1:] not in sets:
-                    raise r.error(item, f"unknown set '{text}' (define it under sets:)")
-                networks.extend(sets[text[1:]])
+                    raise r.error(item, f"unknown set '{short(text)}' (define it under sets:)")
+                whole_sets.append(sets[text[1:]])
             else:
                 networks.append(self._network(text, r.location(item)))
-        return tuple(names), _collapse(networks)
+        if len(whole_sets) == 1 and not networks:
+            return tuple(names), whole_sets[0]  # already collapsed; a big set is not redone
+        return tuple(names), collapse([*networks, *(n for s in whole_sets for n in s)])
 
     def _limit(self, node: Node) -> Limit:
         r = self.reader
@@ -329,10 +408,11 @@ class _Builder:
         match = LIMIT.match(text)
         units = tuple(u.value for u in RateUnit)
         if match is None or match.group(2) not in units:
-            raise r.error(node, f"limit must look like N/{'|'.join(units)}, found '{text}'")
-        count = int(match.group(1))
-        if not 1 <= count <= 1_000_000:
-            raise r.error(node, f"limit count {count} must be between 1 and 1000000")
+            raise r.error(node, f"limit must look like N/{'|'.join(units)}, found '{short(text)}'")
+        digits = match.group(1)
+        count = int(digits) if len(digits) <= len(str(MAX_LIMIT)) else MAX_LIMIT + 1
+        if not 1 <= count <= MAX_LIMIT:
+            raise r.error(node, f"limit count {short(digits)} must be between 1 and {MAX_LIMIT}")
         return Limit(count, RateUnit(match.group(2)))
 
 
@@ -344,12 +424,12 @@ def _is_collection(node: Node) -> bool:
     return isinstance(node, MappingNode | SequenceNode)
 
 
-def _collapse(networks: Iterable[Network]) -> tuple[Network, ...]:
-    v4: list[ipaddress.IPv4Network] = []
-    v6: list[ipaddress.IPv6Network] = []
-    for network in networks:
-        if isinstance(network, ipaddress.IPv4Network):
-            v4.append(network)
-        else:
-            v6.append(network)
-    return tuple(ipaddress.collapse_addresses(v4)) + tuple(ipaddress.collapse_addresses(v6))
+def _port_number(r: NodeReader, item: Node, digits: str) -> int:
+    """One port of "A" or "A-B" as an int; leading zeros and huge numbers are located errors."""
+    if len(digits) > 1 and digits.startswith("0"):
+        plain = digits.lstrip("0") or "0"
+        raise r.error(item, f"port {short(digits)}: write {short(plain)} without the leading zero")
+    port = int(digits) if len(digits) <= MAX_PORT_DIGITS else MAX_PORT + 1
+    if not 1 <= port <= MAX_PORT:
+        raise r.error(item, f"port {short(digits)} is out of range 1-{MAX_PORT}")
+    return port

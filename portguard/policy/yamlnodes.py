@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -9,14 +10,34 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from portguard.errors import Location, PolicyError
+from portguard.model import MAX_PORT
+from portguard.policy.bounded_read import MAX_POLICY_BYTES
 
-__all__ = ["NodeReader", "compose_document", "decode_text", "describe"]
+__all__ = [
+    "MAX_ECHO",
+    "MAX_POLICY_BYTES",
+    "NodeReader",
+    "compose_document",
+    "decode_text",
+    "describe",
+    "int_form_problem",
+    "short",
+]
 
-MAX_POLICY_BYTES = 16 * 1024 * 1024
 MAX_NESTING = 64
+MAX_ECHO = 60  # characters of a value quoted back in an error message
+MAX_INT_DIGITS = 20  # longer integers are out of range wherever the policy reads one
 MAPPING_TAG = "tag:yaml.org,2002:map"
 SEQUENCE_TAG = "tag:yaml.org,2002:seq"
 NULL_TAG = "tag:yaml.org,2002:null"
+INT_TAG = "tag:yaml.org,2002:int"
+# What YAML 1.1 (PyYAML's resolver) reads as an integer, and the plain decimal subset of it.
+YAML11_INT = re.compile(
+    r"[-+]?(?:0b[0-1_]+|0[0-7_]+|(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|[1-9][0-9_]*(?::[0-5]?[0-9])+)\Z",
+    re.ASCII,
+)
+CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z", re.ASCII)
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _mark_location(file: str, mark: yaml.Mark | None) -> Location:
@@ -28,7 +49,9 @@ def _mark_location(file: str, mark: yaml.Mark | None) -> Location:
 def decode_text(file: str, data: bytes, *, max_bytes: int | None = MAX_POLICY_BYTES) -> str:
     """Decode a policy file strictly as UTF-8; a bad byte is an error at its line and column."""
     if max_bytes is not None and len(data) > max_bytes:
-        raise PolicyError(Location(file, 1, 1), f"file is larger than {max_bytes} bytes")
+        raise PolicyError(
+            Location(file, 1, 1), f"file is larger than the limit of {max_bytes} bytes"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -129,15 +152,31 @@ class NodeReader:
         if not isinstance(node, ScalarNode):
             expected = f"{what} must be a single value" if what else "expected a single value"
             raise self.error(node, f"{expected}, found {_kind(node)}")
+        if node.tag == INT_TAG:
+            problem = int_form_problem(node.value, what)
+            if problem is not None:
+                raise self.error(node, problem)
         try:
-            return self._constructor.construct_object(node, deep=True)
+            value = self._constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
             raise self.error(
-                node, f"unsupported YAML tag '{node.tag}' on '{node.value}'; quote it if it is text"
+                node,
+                f"unsupported YAML tag '{short(node.tag)}' on '{short(node.value)}';"
+                " quote it if it is text",
             ) from None
         except (ValueError, TypeError, OverflowError):
             kind = node.tag.rsplit(":", 1)[-1]
-            raise self.error(node, f"'{node.value}' is not a valid YAML {kind}") from None
+            raise self.error(node, f"'{short(node.value)}' is not a valid YAML {kind}") from None
+        if isinstance(value, str):
+            surrogate = SURROGATE.search(value)
+            if surrogate is not None:
+                code = ord(surrogate.group())
+                raise self.error(
+                    node,
+                    f"text contains a lone surrogate U+{code:04X} (not valid Unicode);"
+                    " write the character itself or its \\U escape",
+                )
+        return value
 
     def mapping(self, node: Node, what: str) -> dict[str, tuple[Node, Node]]:
         """A mapping's entries as {key: (key node, value node)}; duplicate keys are an error."""
@@ -216,5 +255,53 @@ def describe(value: object) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {value}"
-    return f"'{value}'"
+        return f"the number {short(str(value))}"
+    return f"'{short(str(value))}'"
+
+
+def short(text: str, limit: int = MAX_ECHO) -> str:
+    """`text` fit to quote in a one-line message: control characters escaped, at most `limit`."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def int_form_problem(raw: str, what: str | None) -> str | None:
+    """Why a YAML 1.1 integer written as `raw` is refused, or None for plain decimal.
+
+    YAML 1.1 (PyYAML) reads 20:21 as base 60 (1221), 022 as octal (18), 0x50 as hex and
+    1_000 as 1000; a policy must not silently mean another number than it shows.
+    """
+    if not YAML11_INT.match(raw):
+        return None  # not an integer form at all (!!int on text): the constructor refuses it
+    subject = f"{what} {short(raw)}" if what else short(raw)
+    body = raw.lstrip("+-")
+    if CANONICAL_INT.match(raw):
+        if len(body) > MAX_INT_DIGITS:
+            return f"{subject} is out of range" + (f" 1-{MAX_PORT}" if what == "port" else "")
+        return None
+    if ":" in body:
+        parts = body.split(":")
+        if what == "port" and len(parts) == 2:
+            hint = f'write a range as "{parts[0]}-{parts[1]}"'
+        elif what == "port":
+            hint = 'write a range as "A-B"'
+        else:
+            hint = "write a decimal number, or quote it if it is text"
+        return f"{subject} is read by YAML 1.1 as a base-60 number; {hint}"
+    if body[:2].lower() in ("0x", "0b"):
+        base = "hexadecimal" if body[1] in "xX" else "binary"
+        return f"{subject} is read by YAML 1.1 as a {base} number; write it in decimal"
+    if "_" in body:
+        return f"{subject}: YAML 1.1 ignores the '_'; write it without one"
+    if body.startswith("0"):
+        plain = body.lstrip("0") or "0"
+        return (
+            f"{subject} is read by YAML 1.1 as an octal number;"
+            f" write {short(plain)} without the leading zero"
+        )
+    if raw.startswith("+"):
+        return f"{subject}: write {short(body)} without the '+'"
+    return f"{subject} is not a plain decimal number"
