@@ -101,8 +101,8 @@ def test_byte_order_mark_and_anchors_are_fine() -> None:
     assert dict(policy.sets)["office"] == (IPv4Network("10.0.0.0/8"),)
 
 
-def test_oversized_policy_is_refused_but_set_files_are_not() -> None:
-    """Policy files over 16 MiB are an error; set files have no size limit."""
+def test_oversized_policy_text_is_refused() -> None:
+    """Policy text over MAX_POLICY_BYTES (4 MiB) is an error; decode_text can go without one."""
     big = b"#" * (MAX_POLICY_BYTES + 1)
     with pytest.raises(PolicyError, match="larger than"):
         parse_policy(big, "big.yaml")
