@@ -14,7 +14,7 @@ from hypothesis import given, settings
 
 from portguard.model import Policy
 from portguard.policy import load_policy
-from portguard.render.nftables import render_nftables, safe_comment, transaction
+from portguard.render.nftables import render_nftables, render_table, safe_comment, transaction
 from tests.netns import Netns, can_make_netns, portguard_argv, throwaway_netns
 from tests.test_verdict import policies
 
@@ -77,7 +77,7 @@ def test_comment_injection_cannot_add_rules(netns: Netns) -> None:
     assert tables == [("inet", "portguard")]
     assert [(c["name"], c["hook"], c["policy"]) for c in chains] == [("input", "input", "drop")]
     assert len(rules) == len(_chain_rule_lines(table_text)) == 11
-    expected_comments = [
+    expected_comments = [render_table(policy).marker] + [
         safe_comment(rule.comment)
         for rule in policy.allow
         if rule.comment and (rule.interface or rule.limit)

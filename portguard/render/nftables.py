@@ -1,4 +1,4 @@
-"""Render a Policy as one `inet portguard` nftables table (native syntax), and its transaction."""
+"""Render a Policy as the typed `inet portguard` table (render/nft_table.py) and its text."""
 
 from __future__ import annotations
 
@@ -10,6 +10,15 @@ from types import MappingProxyType
 from portguard import __version__
 from portguard.model import AllowRule, DefaultVerdict, IcmpMode, Network, Policy, Proto
 from portguard.render.layout import SourcePorts, layout_policy, merge_ranges
+from portguard.render.nft_table import (
+    CHAIN_NAME,
+    TABLE_FAMILY,
+    TABLE_NAME,
+    NftRule,
+    NftSet,
+    NftTable,
+    SetRef,
+)
 from portguard.verdict import (
     ESSENTIAL_ICMPV4,
     ESSENTIAL_ICMPV6,
@@ -22,13 +31,11 @@ __all__ = [
     "TABLE_FAMILY",
     "TABLE_NAME",
     "render_nftables",
+    "render_table",
     "safe_comment",
     "transaction",
 ]
 
-TABLE_FAMILY = "inet"
-TABLE_NAME = "portguard"
-CHAIN_NAME = "input"
 LOG_PREFIX = "portguard: "
 METER_SIZE = 65535
 UNSAFE_COMMENT_CHARS = re.compile(r"[^A-Za-z0-9 _.,:;/@()+=#%*!?'<>\[\]-]")
@@ -55,49 +62,53 @@ def transaction(table_text: str) -> str:
 
 def render_nftables(policy: Policy) -> str:
     """The complete `table inet portguard { ... }` text for `policy`."""
+    return render_table(policy).text()
+
+
+def render_table(policy: Policy) -> NftTable:
+    """`policy` as the typed table value that apply loads (see render/nft_table.py)."""
     layout = layout_policy(policy)
-    sets: list[str] = []
-    rules: list[str] = [
-        'iif "lo" accept',
-        "ct state invalid drop",
-        "ct state { established, related } accept",
-        *_icmp_rules(policy.icmp),
+    sets: list[NftSet] = []
+    rules: list[NftRule] = [
+        _rule("ct state invalid drop"),
+        _rule("ct state { established, related } accept"),
+        *(_rule(text) for text in _icmp_rules(policy.icmp)),
     ]
     for proto in Proto:
         if layout.open_for(proto):
             name = f"open_{proto.value}"
-            sets.append(_set(name, "inet_service", (str(r) for r in layout.open_for(proto))))
-            rules.append(f"{proto.value} dport @{name} accept")
+            sets.append(_interval_set(name, "inet_service", layout.open_for(proto)))
+            rules.append(_rule(f"{proto.value} dport ", SetRef(name), " accept"))
     for proto in Proto:
         for family in (4, 6):
             elements = layout.sourced_for(proto, family)
             if elements:
                 name = f"from{family}_{proto.value}"
                 kind = f"{FAMILY_TYPE[family]} . inet_service"
-                sets.append(_set(name, kind, _concat_elements(elements)))
-                rules.append(f"{FAMILY_MATCH[family]} saddr . {proto.value} dport @{name} accept")
+                sets.append(_interval_set(name, kind, _concat_elements(elements)))
+                match = f"{FAMILY_MATCH[family]} saddr . {proto.value} dport "
+                rules.append(_rule(match, SetRef(name), " accept"))
     for number, rule in layout.special:
         entry_sets, entry_rules = _special_entry(number, rule)
         sets.extend(entry_sets)
         rules.extend(entry_rules)
     if policy.log:
-        rules.append(f'limit rate 10/second burst 20 packets log prefix "{LOG_PREFIX}" level info')
+        rules.append(
+            _rule(f'limit rate 10/second burst 20 packets log prefix "{LOG_PREFIX}" level info')
+        )
     if policy.default is DefaultVerdict.REJECT:
-        rules.append("meta l4proto tcp reject with tcp reset")
-        rules.append("reject with icmpx port-unreachable")
-    header = [
-        f"# Rendered by portguard {__version__} from {safe_comment(policy.path)}.",
-        "# apply loads the sets, then swaps the rules atomically; edit the policy, not this text.",
-        *(f"# {line}" for line in _entry_summaries(policy)),
-    ]
-    chain = [
-        f"\tchain {CHAIN_NAME} {{",
-        "\t\ttype filter hook input priority filter; policy drop;",
-        *(f"\t\t{rule}" for rule in rules),
-        "\t}",
-    ]
-    body = [*sets, *chain]
-    return "\n".join([*header, f"table {TABLE_FAMILY} {TABLE_NAME} {{", *body, "}"]) + "\n"
+        rules.append(_rule("meta l4proto tcp reject with tcp reset"))
+        rules.append(_rule("reject with icmpx port-unreachable"))
+    header = (
+        f"Rendered by portguard {__version__} from {safe_comment(policy.path)}.",
+        "apply loads the sets, then swaps the rules atomically; edit the policy, not this text.",
+        *_entry_summaries(policy),
+    )
+    return NftTable(header=header, sets=tuple(sets), rules=tuple(rules))
+
+
+def _rule(*parts: str | SetRef, comment: str | None = None) -> NftRule:
+    return NftRule(parts=tuple(parts), comment=comment)
 
 
 def _entry_summaries(policy: Policy) -> list[str]:
@@ -117,15 +128,8 @@ def _entry_summaries(policy: Policy) -> list[str]:
     return lines
 
 
-def _set(name: str, kind: str, elements: Iterable[str], extra: tuple[str, ...] = ()) -> str:
-    items = list(elements)
-    lines = [f"\tset {name} {{", f"\t\ttype {kind}", "\t\tflags interval", *extra]
-    if items:
-        lines.append("\t\telements = {")
-        lines.extend(f"\t\t\t{item}," for item in items)
-        lines.append("\t\t}")
-    lines.append("\t}")
-    return "\n".join(lines)
+def _interval_set(name: str, kind: str, elements: Iterable[object]) -> NftSet:
+    return NftSet(name, kind, "interval", tuple(str(item) for item in elements))
 
 
 def _concat_elements(elements: tuple[SourcePorts, ...]) -> Iterable[str]:
@@ -140,17 +144,15 @@ def _protos_expr(protos: tuple[Proto, ...]) -> str:
     return "meta l4proto { " + ", ".join(p.value for p in protos) + " }"
 
 
-def _special_entry(number: int, rule: AllowRule) -> tuple[list[str], list[str]]:
+def _special_entry(number: int, rule: AllowRule) -> tuple[list[NftSet], list[NftRule]]:
     """Sets and rules for an entry with an interface and/or a per-source limit."""
-    sets: list[str] = []
-    rules: list[str] = []
+    sets: list[NftSet] = []
+    rules: list[NftRule] = []
     # A named set, never an inline `{ 8000-8100 }`: anonymous interval sets share the commit
-    # window that backends/nft_swap.py closes for named sets by loading them first.
+    # window that the two-phase apply closes for named sets by loading them first.
     ports_set = f"e{number}_ports"
-    sets.append(_set(ports_set, "inet_service", (str(r) for r in merge_ranges(rule.ports))))
-    match_ports = f"{_protos_expr(rule.protos)} th dport @{ports_set}"
-    iface = f'iifname "{rule.interface}" ' if rule.interface else ""
-    comment = f' comment "{safe_comment(rule.comment)}"' if rule.comment else ""
+    sets.append(_interval_set(ports_set, "inet_service", merge_ranges(rule.ports)))
+    comment = safe_comment(rule.comment) if rule.comment else None
     families: list[tuple[int | None, list[Network] | None]]
     if rule.sources is not None:
         # Collapsed here too: an interval set refuses overlapping elements (::/0 and 2001:db8::/32).
@@ -161,27 +163,36 @@ def _special_entry(number: int, rule: AllowRule) -> tuple[list[str], list[str]]:
     else:
         families = [(None, None)]
     for family, networks in families:
-        parts = [iface.strip()] if iface else []
+        parts: list[str | SetRef] = [f'iifname "{rule.interface}" '] if rule.interface else []
         if family is not None and networks is not None:
             set_name = f"e{number}_from{family}"
-            sets.append(_set(set_name, FAMILY_TYPE[family], (str(n) for n in networks)))
-            parts.append(f"{FAMILY_MATCH[family]} saddr @{set_name}")
+            sets.append(_interval_set(set_name, FAMILY_TYPE[family], networks))
+            parts.extend([f"{FAMILY_MATCH[family]} saddr ", SetRef(set_name), " "])
         elif family is not None:
-            parts.append(f"meta nfproto {FAMILY_NFPROTO[family]}")
-        parts.append(match_ports)
+            parts.append(f"meta nfproto {FAMILY_NFPROTO[family]} ")
+        parts.extend([f"{_protos_expr(rule.protos)} th dport ", SetRef(ports_set)])
         if rule.limit is not None and family is not None:
             meter = f"e{number}_meter{family}"
-            timeout = METER_TIMEOUT[rule.limit.unit.value]
             sets.append(
-                f"\tset {meter} {{\n\t\ttype {FAMILY_TYPE[family]}\n\t\tsize {METER_SIZE}\n"
-                f"\t\tflags dynamic,timeout\n\t\ttimeout {timeout}\n\t}}"
+                NftSet(
+                    meter,
+                    FAMILY_TYPE[family],
+                    "dynamic,timeout",
+                    size=METER_SIZE,
+                    timeout=METER_TIMEOUT[rule.limit.unit.value],
+                )
             )
             rate = f"{rule.limit.count}/{rule.limit.unit.value}"
-            parts.append(
-                f"update @{meter} {{ {FAMILY_MATCH[family]} saddr limit rate {rate}"
-                f" burst {rule.limit.count} packets }}"
+            parts.extend(
+                [
+                    " update ",
+                    SetRef(meter),
+                    f" {{ {FAMILY_MATCH[family]} saddr limit rate {rate}"
+                    f" burst {rule.limit.count} packets }}",
+                ]
             )
-        rules.append(" ".join(parts) + " accept" + comment)
+        parts.append(" accept")
+        rules.append(NftRule(tuple(parts), comment))
     return sets, rules
 
 
