@@ -19,10 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from portguard.apply import apply_rendered
-from portguard.backends.nftables import apply_table, delete_table, list_table
+from portguard.apply import Target, execute, gather_facts, plan_change
+from portguard.backends.nft_swap import load_table
+from portguard.backends.nftables import open_kernel
+from portguard.facts.ruleset import LiveTable, read_live_table
 from portguard.policy import load_policy
-from portguard.render.nftables import render_nftables, transaction
+from portguard.render.nftables import render_table, transaction
 from portguard.state import StateDir
 
 __all__ = ["main", "make_policy", "run_inside"]
@@ -87,7 +89,7 @@ def _time_pair(
     ]
     return (
         Timing(f"nft -f ({kind})", tuple(b for b, _ in pairs)),
-        Timing(f"apply_table, two cmd() batches ({kind})", tuple(c for _, c in pairs)),
+        Timing(f"load_table, two cmd() batches ({kind})", tuple(c for _, c in pairs)),
     )
 
 
@@ -103,50 +105,57 @@ def run_inside(elements: int, repeat: int, outer_netns: int) -> list[Timing]:
         directory = Path(temp)
         policy_path = make_policy(directory, elements)
         started = time.perf_counter()
-        rendered = render_nftables(load_policy(policy_path).policy)
+        table = render_table(load_policy(policy_path).policy)
         render_time = Timing("load + render the policy", (time.perf_counter() - started,))
         batch = directory / "batch.nft"
-        batch.write_text(transaction(rendered))
-        policy_text = policy_path.read_text()
+        batch.write_text(transaction(table.text()))
+        target = Target(table, str(policy_path), policy_path.read_text())
+        kernel = open_kernel()
 
         def nft_f() -> None:
             subprocess.run(["nft", "-f", str(batch)], check=True)
 
-        live_now: list[str | None] = [None]  # the listing apply_table is told is live
+        live_now: list[LiveTable | None] = [None]  # the live table load_table is told of
 
         def fresh_state() -> None:
-            delete_table()
+            kernel.delete_table()
             live_now[0] = None
             for record in directory.glob("state/*.json"):
                 record.unlink()
 
         def load_once() -> None:
-            delete_table()
-            apply_table(rendered, None)
-            live_now[0] = list_table()
+            kernel.delete_table()
+            load_table(kernel, table, None)
+            live_now[0] = read_live_table(kernel)
 
         state = StateDir(directory / "state")
 
         def portguard_apply() -> None:
-            apply_rendered(rendered, str(policy_path), policy_text, state)
+            execute(plan_change(target, gather_facts(kernel, state)), kernel, state)
 
         def python_nftables() -> None:
-            apply_table(rendered, live_now[0])
+            load_table(kernel, table, live_now[0])
+
+        def list_live() -> None:
+            read_live_table(kernel)
 
         timings = [
             render_time,
             *_time_pair("new table", repeat, nft_f, python_nftables, fresh_state),
             *_time_pair("replace table", repeat, nft_f, python_nftables, load_once),
             _time(
-                "portguard apply_rendered (new table, list + record)",
+                "portguard facts + plan + execute (new table, list + record)",
                 repeat,
                 portguard_apply,
                 fresh_state,
             ),
-            _time("list table (stateless)", repeat, list_table, lambda: None),
+            _time(
+                "live table facts (terse JSON + stateless list)", repeat, list_live, lambda: None
+            ),
             _time("portguard re-apply, unchanged (no-op)", repeat, portguard_apply, lambda: None),
         ]
-        live = list_table() or ""
+        live_table = read_live_table(kernel)
+        live = live_table.listing if live_table is not None else ""
         count = sum(1 for line in live.splitlines() if f". {PORT}" in line)
         print(f"elements in the live set after the runs: ~{count} lines with '. {PORT}'")
         return timings
@@ -159,13 +168,13 @@ def _report(timings: list[Timing], elements: int) -> None:
         print(f"  {timing.name:55s} {timing.median:8.3f} s   [{samples}]")
     by_name = {t.name: t.median for t in timings}
     for kind in ("new table", "replace table"):
-        ratio = by_name[f"apply_table, two cmd() batches ({kind})"] / by_name[f"nft -f ({kind})"]
+        ratio = by_name[f"load_table, two cmd() batches ({kind})"] / by_name[f"nft -f ({kind})"]
         verdict = "within" if ratio <= TARGET_RATIO else "OVER"
         print(
-            f"  ratio apply_table / nft -f ({kind}): {ratio:.2f}x"
+            f"  ratio load_table / nft -f ({kind}): {ratio:.2f}x"
             f" ({verdict} the {TARGET_RATIO}x target)"
         )
-    full = by_name["portguard apply_rendered (new table, list + record)"]
+    full = by_name["portguard facts + plan + execute (new table, list + record)"]
     full_ratio = full / by_name["nft -f (new table)"]
     print(f"  ratio full portguard apply / nft -f (new table): {full_ratio:.2f}x")
     noop = by_name["portguard re-apply, unchanged (no-op)"]

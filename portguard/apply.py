@@ -1,23 +1,53 @@
-"""Apply a policy under the state dir's lock (sets, then an atomic rule swap); record it."""
+"""Facts, one plan, then execute: every command that changes portguard's rules goes through here.
+
+`gather_facts` reads the live table and the records once; `plan_change` (pure) says what a
+target would change; `execute` carries the plan out under the state dir's lock, after
+checking that the live table is still what the plan saw. The order is what makes a failure
+safe (the fail-closed invariant, DESIGN §4):
+
+1. the intent (pending.json) is written first: a full or read-only state dir stops here,
+   before the kernel is touched;
+2. the kernel change is atomic (backends/nft_swap.py): the live table is the old rendering
+   or the new one, never a mix; a refusal leaves the old one;
+3. the record is written; if that fails, the previous known rendering is loaded again (a
+   planned load of a known table, never a re-parse of a listing, unless the table portguard
+   replaced was not one it knew), so the host is never more open than before.
+
+A kill -9 between 2 and 3 leaves the new rules, named by their marker; pending.json names
+them, so `status` and the next command know exactly which rendering is live.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
-from portguard.backends.nftables import apply_table, delete_table, list_table, open_nftables
-from portguard.drift import RulesetState, classify
+from portguard.backends.nft_swap import load_table, replace_whole
+from portguard.backends.nftables import KernelRefused, NftKernel
+from portguard.drift import RulesetState, classify, table_in_force
 from portguard.errors import PortguardError
-from portguard.model import Policy
-from portguard.render.nftables import render_nftables
-from portguard.state import AppliedState, StateDir, listing_digest, now_text
+from portguard.facts.ruleset import LiveTable, read_live_table
+from portguard.faults import checkpoint
+from portguard.policy import parse_policy
+from portguard.policy.load import LoadedPolicy, read_policy_bytes
+from portguard.render.nft_table import NftTable
+from portguard.render.nftables import render_table
+from portguard.state import AppliedState, PendingChange, Records, StateDir, StateError, now_text
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "ApplyOutcome",
+    "ChangePlan",
+    "ChangedSincePlan",
     "EmptyListing",
-    "apply_policy",
-    "apply_rendered",
-    "state_before_apply",
+    "RecordFailed",
+    "RulesetFacts",
+    "Target",
+    "execute",
+    "gather_facts",
+    "load_target",
+    "plan_change",
 ]
 
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -27,89 +57,199 @@ class EmptyListing(PortguardError):
     """The kernel accepted the transaction, yet the table is not there afterwards."""
 
 
+class ChangedSincePlan(PortguardError):
+    """The live table is no longer what the plan was made from."""
+
+
+class RecordFailed(PortguardError):
+    """The kernel took the change but the record could not be written (previous rules back)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a change makes live: a rendered table and its source, or no table (`remove`)."""
+
+    table: NftTable | None
+    policy_path: str = ""
+    policy_text: str = ""
+
+
+@dataclass(frozen=True)
+class RulesetFacts:
+    """The live table and the state dir's records, read once."""
+
+    live: LiveTable | None
+    records: Records
+
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """What executing `target` over `facts` would do."""
+
+    target: Target
+    facts: RulesetFacts
+    state: RulesetState  # the live table against the target's rendering
+
+    @property
+    def kernel_change(self) -> bool:
+        """Whether the kernel's table must change (leftover sets count: they are removed)."""
+        live = self.facts.live
+        if self.target.table is None:
+            return live is not None
+        return self.state is not RulesetState.IN_SYNC or bool(live and live.leftover_sets)
+
+    @property
+    def record_change(self) -> bool:
+        """Whether the records must change although the kernel need not."""
+        records = self.facts.records
+        if self.target.table is None:
+            return records.applied is not None or records.pending is not None
+        return records.applied is None or records.pending is not None
+
+
 @dataclass(frozen=True)
 class ApplyOutcome:
-    """What an apply did: whether the kernel was touched, and the state it found first."""
+    """What an execute did: whether the kernel changed, the state it found, and warnings."""
 
     changed: bool
     state_before: RulesetState
-    applied: AppliedState
+    applied: AppliedState | None
+    warnings: tuple[str, ...] = ()
 
 
-def apply_policy(
-    policy: Policy,
-    policy_text: str,
-    state: StateDir,
-    *,
-    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
-) -> ApplyOutcome:
-    """Render `policy` and apply it (see apply_rendered)."""
-    return apply_rendered(
-        render_nftables(policy), policy.path, policy_text, state, lock_timeout=lock_timeout
-    )
+def load_target(path: Path) -> tuple[LoadedPolicy, Target]:
+    """Read a policy file once: its validated policy and the target built from that same text."""
+    file = str(path)
+    data = read_policy_bytes(path)
+    loaded = parse_policy(data, file)
+    return loaded, Target(render_table(loaded.policy), file, data.decode("utf-8"))
 
 
-def state_before_apply(policy: Policy, state: StateDir) -> RulesetState:
-    """How the live table compares with `policy` now (in-sync means apply has nothing to do)."""
-    open_nftables()
-    return classify(render_nftables(policy), state.read_applied(), list_table())
+def gather_facts(kernel: NftKernel, state: StateDir) -> RulesetFacts:
+    """The live table (through the command's one handle) and every record, read once."""
+    return RulesetFacts(live=read_live_table(kernel), records=state.read_records())
 
 
-def apply_rendered(
-    rendered: str,
-    policy_path: str,
-    policy_text: str,
+def plan_change(target: Target, facts: RulesetFacts) -> ChangePlan:
+    """Pure: the plan of making `target` live over `facts`."""
+    return ChangePlan(target, facts, classify(target.table, facts.records, facts.live))
+
+
+def execute(
+    plan: ChangePlan,
+    kernel: NftKernel,
     state: StateDir,
     *,
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     promote: bool = True,
+    verify_unchanged: bool = True,
+    keep_unrecorded: bool = False,
 ) -> ApplyOutcome:
-    """Replace the table with `rendered` unless it is already in sync; record and promote it.
+    """Carry `plan` out under the lock (see the module doc for the order and its guarantees).
 
-    Under the state dir's lock: a live table that is what was recorded and a rendering equal
-    to the record mean nothing to do. Otherwise one transaction replaces the table, the
-    kernel's listing is recorded, and (with `promote`) it becomes last-known-good. If
-    recording fails, the table is put back as it was before and the error is raised.
+    `verify_unchanged`: fail with ChangedSincePlan if the live table is not what the plan
+    saw (off for boot, which plans under the lock). `keep_unrecorded` (boot): over an absent
+    table, a change that cannot be recorded is kept rather than undone, since no table at
+    all is the most open state there is.
     """
-    open_nftables()  # fail early and clearly: not root, or python-nftables missing
     with state.lock(lock_timeout):
-        recorded = state.read_applied()
-        live_before = list_table()
-        before = classify(rendered, recorded, live_before)
-        if before is RulesetState.IN_SYNC and recorded is not None:
-            return ApplyOutcome(changed=False, state_before=before, applied=recorded)
-        apply_table(rendered, live_before)
+        checkpoint("locked")
+        facts = gather_facts(kernel, state)
+        if verify_unchanged and facts.live != plan.facts.live:
+            raise ChangedSincePlan(
+                "table inet portguard changed since the plan was made; nothing was applied,"
+                " run the command again"
+            )
+        plan = plan_change(plan.target, facts)
+        warnings = list(facts.records.warnings)
+        if not plan.kernel_change and not plan.record_change:
+            return ApplyOutcome(False, plan.state, facts.records.applied, tuple(warnings))
+        keep = keep_unrecorded and facts.live is None
         try:
-            applied = _record(rendered, policy_path, policy_text, state, promote=promote)
-        except BaseException:
-            _restore(live_before)
+            state.record_pending(_pending(plan.target))
+        except StateError as error:
+            if not keep:
+                raise
+            warnings.append(f"{error}; applying without a record")
+        checkpoint("pending-written")
+        if plan.kernel_change:
+            _change_kernel(kernel, plan, state)
+        try:
+            applied = _record(kernel, plan.target, state, promote=promote, warnings=warnings)
+        except PortguardError as error:
+            if keep:
+                warnings.append(f"{error}; the new rules stay in force unrecorded")
+                return ApplyOutcome(plan.kernel_change, plan.state, None, tuple(warnings))
+            if plan.kernel_change:
+                _roll_back(kernel, facts, error)
             raise
-        return ApplyOutcome(changed=True, state_before=before, applied=applied)
+        return ApplyOutcome(plan.kernel_change, plan.state, applied, tuple(warnings))
+
+
+def _pending(target: Target) -> PendingChange:
+    return PendingChange(target.policy_path, target.policy_text, target.table, now_text())
+
+
+def _change_kernel(kernel: NftKernel, plan: ChangePlan, state: StateDir) -> None:
+    """Make the target live; on a refusal forget the intent (best effort) and re-raise."""
+    try:
+        if plan.target.table is None:
+            kernel.delete_table()
+            checkpoint("rules-swapped")
+        else:
+            load_table(kernel, plan.target.table, plan.facts.live)
+    except KernelRefused:
+        with contextlib.suppress(StateError):
+            state.clear_pending()
+        raise
 
 
 def _record(
-    rendered: str, policy_path: str, policy_text: str, state: StateDir, *, promote: bool
-) -> AppliedState:
-    listing = list_table()
-    if listing is None:
-        raise EmptyListing("nftables accepted the ruleset but table inet portguard is missing")
-    applied = AppliedState(
-        policy_path=policy_path,
-        policy_text=policy_text,
-        rendered=rendered,
-        listing=listing,
-        listing_sha256=listing_digest(listing),
-        applied_at=now_text(),
-    )
-    state.record_applied(applied)
-    if promote:
-        state.promote_last_known_good(applied)
+    kernel: NftKernel, target: Target, state: StateDir, *, promote: bool, warnings: list[str]
+) -> AppliedState | None:
+    """Record what is live now (or the removal), promote it, and clear the intent."""
+    if target.table is None:
+        state.record_removed()
+        checkpoint("recorded")
+        applied = None
+    else:
+        live = read_live_table(kernel)
+        if live is None:
+            raise EmptyListing("nftables accepted the ruleset but table inet portguard is missing")
+        applied = AppliedState(
+            policy_path=target.policy_path,
+            policy_text=target.policy_text,
+            table=target.table,
+            listing=live.listing,
+            applied_at=now_text(),
+        )
+        state.record_applied(applied)
+        checkpoint("recorded")
+        if promote:
+            state.promote_last_known_good(applied)
+            checkpoint("promoted")
+    try:
+        state.clear_pending()
+    except StateError as error:  # the record names the live table; a stale intent is harmless
+        warnings.append(str(error))
     return applied
 
 
-def _restore(live_before: str | None) -> None:
-    """Put the table back as it was listed before the failed apply (or delete it if none)."""
-    if live_before is None:
-        delete_table()
-    else:
-        apply_table(live_before, list_table())
+def _roll_back(kernel: NftKernel, before: RulesetFacts, cause: PortguardError) -> None:
+    """After a record failure, put the rules in force before back; raise RecordFailed."""
+    previous = table_in_force(before.records, before.live)
+    try:
+        if before.live is None:
+            kernel.delete_table()
+        elif previous is not None:
+            prefer = before.live.used_generation
+            load_table(kernel, previous, read_live_table(kernel), prefer)
+        else:  # a table portguard did not make: its own listing, in one transaction
+            replace_whole(kernel, before.live.listing)
+    except PortguardError as failure:
+        raise RecordFailed(
+            f"{cause}; putting the previous rules back failed too ({failure});"
+            " the new rules stay in force"
+        ) from None
+    checkpoint("rolled-back")
+    raise RecordFailed(f"{cause}; the previous rules were put back, nothing changed") from None

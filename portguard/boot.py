@@ -2,10 +2,12 @@
 
 At boot nobody can answer a prompt or read a traceback. So this path never prompts, waits for
 the state dir's lock only briefly, and skips the lockout guard. When the policy cannot be
-used (it fails to load, including a missing file, or the kernel refuses it), the
-last-known-good ruleset from the state dir goes in force instead. The outcome says so in one
-journal-friendly line, and the command fails so that systemd marks the unit failed. With no
-last-known-good either, the rules stay exactly as they are.
+used (any failure to read, parse or validate it, internal errors included, or the kernel
+refuses it), the last-known-good ruleset from the state dir goes in force instead. A
+damaged applied.json is a warning, not a stop. Over an absent table, a state dir that
+cannot be written does not keep the rules out (no table is the most open state there is).
+The outcome says so in one journal-friendly line, and the command fails so that systemd
+marks the unit failed. With no usable last-known-good either, the rules stay as they are.
 """
 
 from __future__ import annotations
@@ -14,15 +16,22 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from portguard.apply import apply_policy, apply_rendered
-from portguard.backends.nftables import KernelRefused
+from portguard.apply import (
+    ApplyOutcome,
+    Target,
+    execute,
+    gather_facts,
+    load_target,
+    plan_change,
+)
+from portguard.backends.nftables import KernelRefused, NftKernel, open_kernel
 from portguard.errors import PortguardError
-from portguard.policy import load_policy
 from portguard.state import StateDir
 
 __all__ = ["BOOT_LOCK_TIMEOUT", "BootOutcome", "BootResult", "boot_apply"]
 
 BOOT_LOCK_TIMEOUT = 10.0
+MAX_REASON = 500
 
 
 class BootResult(StrEnum):
@@ -40,6 +49,7 @@ class BootOutcome:
 
     result: BootResult
     line: str
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -52,46 +62,61 @@ def boot_apply(
 ) -> BootOutcome:
     """Apply `policy_path` unattended; on an unusable policy, put last-known-good in force."""
     try:
-        loaded = load_policy(policy_path)
-        policy_text = policy_path.read_text(encoding="utf-8")
-    except (PortguardError, OSError, UnicodeDecodeError) as error:
-        return _fall_back(_one_line(error), state, lock_timeout)
-    try:
-        outcome = apply_policy(loaded.policy, policy_text, state, lock_timeout=lock_timeout)
-    except KernelRefused as error:
-        return _fall_back(f"{policy_path}: {_one_line(error)}", state, lock_timeout)
+        kernel = open_kernel()
     except PortguardError as error:
         return _left(f"{policy_path}: not applied: {_one_line(error)}")
-    warnings = len(loaded.warnings)
-    noted = f" ({warnings} lint warning{'s' if warnings != 1 else ''})" if warnings else ""
-    if outcome.changed:
-        return BootOutcome(BootResult.APPLIED, f"portguard: {policy_path}: applied{noted}")
-    return BootOutcome(BootResult.UNCHANGED, f"portguard: {policy_path}: already in force{noted}")
-
-
-def _fall_back(reason: str, state: StateDir, lock_timeout: float) -> BootOutcome:
     try:
-        good = state.read_last_known_good()
+        loaded, target = load_target(policy_path)
+    except Exception as error:  # any failure to read or validate falls back, internal too
+        return _fall_back(f"{policy_path}: {_one_line(error)}", kernel, state, lock_timeout)
+    try:
+        outcome = _execute(kernel, target, state, lock_timeout, promote=True)
+    except KernelRefused as error:
+        return _fall_back(f"{policy_path}: {_one_line(error)}", kernel, state, lock_timeout)
     except PortguardError as error:
-        return _left(f"{reason}; last-known-good unusable: {_one_line(error)}")
+        return _left(f"{policy_path}: not applied: {_one_line(error)}")
+    count = len(loaded.warnings)
+    noted = f" ({count} lint warning{'s' if count != 1 else ''})" if count else ""
+    if outcome.changed:
+        line = f"portguard: {policy_path}: applied{noted}"
+        return BootOutcome(BootResult.APPLIED, line, outcome.warnings)
+    line = f"portguard: {policy_path}: already in force{noted}"
+    return BootOutcome(BootResult.UNCHANGED, line, outcome.warnings)
+
+
+def _execute(
+    kernel: NftKernel, target: Target, state: StateDir, lock_timeout: float, *, promote: bool
+) -> ApplyOutcome:
+    """Plan and execute under the lock (no prompt, nothing to compare a plan with)."""
+    plan = plan_change(target, gather_facts(kernel, state))
+    return execute(
+        plan,
+        kernel,
+        state,
+        lock_timeout=lock_timeout,
+        promote=promote,
+        verify_unchanged=False,
+        keep_unrecorded=True,
+    )
+
+
+def _fall_back(reason: str, kernel: NftKernel, state: StateDir, lock_timeout: float) -> BootOutcome:
+    records = state.read_records()
+    good = records.last_known_good
     if good is None:
-        return _left(f"{reason}; no last-known-good ruleset in {state.path}")
+        damaged = f" ({'; '.join(records.warnings)})" if records.warnings else ""
+        return _left(f"{reason}; no last-known-good ruleset in {state.path}{damaged}")
+    target = Target(good.table, good.policy_path, good.policy_text)
     try:
-        outcome = apply_rendered(
-            good.rendered,
-            good.policy_path,
-            good.policy_text,
-            state,
-            lock_timeout=lock_timeout,
-            promote=False,
-        )
+        outcome = _execute(kernel, target, state, lock_timeout, promote=False)
     except PortguardError as error:
         return _left(f"{reason}; last-known-good not applied either: {_one_line(error)}")
     how = "put in force" if outcome.changed else "kept in force"
     return BootOutcome(
         BootResult.FELL_BACK,
-        f"portguard: {reason}; last-known-good ruleset ({good.policy_path},"
+        f"portguard: {reason}; last-known-good ruleset ({_one_line_text(good.policy_path)},"
         f" applied {good.applied_at}) {how} instead",
+        outcome.warnings,
     )
 
 
@@ -101,4 +126,10 @@ def _left(reason: str) -> BootOutcome:
 
 def _one_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
-    return " ".join(text.split())
+    if not isinstance(error, PortguardError):
+        text = f"internal error: {type(error).__name__}: {text}"
+    return _one_line_text(text)
+
+
+def _one_line_text(text: str) -> str:
+    return " ".join(text.split())[:MAX_REASON]

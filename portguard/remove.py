@@ -1,18 +1,25 @@
-"""Remove portguard's table (and nothing else) under the state dir's lock, and record it."""
+"""Remove portguard's table (and nothing else) as a planned change: see apply.py."""
 
 from __future__ import annotations
 
-from portguard.apply import DEFAULT_LOCK_TIMEOUT
-from portguard.backends.nftables import delete_table, open_nftables
+from portguard.apply import (
+    DEFAULT_LOCK_TIMEOUT,
+    ApplyOutcome,
+    Target,
+    execute,
+    gather_facts,
+    plan_change,
+)
+from portguard.backends.nftables import open_kernel
 from portguard.state import StateDir
 
 __all__ = ["remove_table"]
 
 
-def remove_table(state: StateDir, *, lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> bool:
-    """Delete `table inet portguard` and record the removal; True if a table was deleted."""
-    open_nftables()  # fail early and clearly: not root, or python-nftables missing
-    with state.lock(lock_timeout):
-        deleted = delete_table()
-        state.record_removed()
-    return deleted
+def remove_table(
+    state: StateDir, *, lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT
+) -> ApplyOutcome:
+    """Delete `table inet portguard` and record the removal (intent first, like apply)."""
+    kernel = open_kernel()
+    plan = plan_change(Target(None), gather_facts(kernel, state))
+    return execute(plan, kernel, state, lock_timeout=lock_timeout, verify_unchanged=False)

@@ -7,21 +7,27 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from portguard.errors import PortguardError
+from portguard.faults import checkpoint
+from portguard.render.nft_table import NftTable, table_from_json
 
 __all__ = [
     "DEFAULT_STATE_DIR",
     "STATE_DIR_ENV",
     "AppliedState",
     "LockTimeout",
+    "PendingChange",
+    "Records",
     "StateDir",
     "StateError",
     "default_state_dir",
@@ -34,8 +40,12 @@ DEFAULT_STATE_DIR = Path("/var/lib/portguard")
 APPLIED_FILE = "applied.json"
 LAST_KNOWN_GOOD_FILE = "last-known-good.json"
 REMOVED_FILE = "removed.json"
-LOCK_FILE = "lock"
+PENDING_FILE = "pending.json"
+MAX_RECORD_BYTES = 1 << 30  # a record holds the listing of up to millions of set elements
 LOCK_POLL_SECONDS = 0.02
+
+
+T = TypeVar("T")
 
 
 class StateError(PortguardError):
@@ -67,48 +77,123 @@ class AppliedState:
 
     policy_path: str
     policy_text: str
-    rendered: str
+    table: NftTable
     listing: str
-    listing_sha256: str
     applied_at: str
 
+    @property
+    def digest(self) -> str:
+        """The rendering's digest, as the live table's marker names it."""
+        return self.table.digest
 
-RECORD_FIELDS = tuple(field.name for field in fields(AppliedState))
+    @property
+    def rendered(self) -> str:
+        """The rendering's text, as `render` prints it."""
+        return self.table.text()
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A change begun but not yet recorded: the table it loads (None: a removal)."""
+
+    policy_path: str
+    policy_text: str
+    table: NftTable | None
+    started_at: str
+
+
+@dataclass(frozen=True)
+class Records:
+    """Every record in the state dir, read once; a damaged one is None plus a warning."""
+
+    applied: AppliedState | None
+    last_known_good: AppliedState | None
+    pending: PendingChange | None
+    removed_at: str | None
+    warnings: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class StateDir:
-    """portguard's state directory (made on first write, mode 0700)."""
+    """portguard's state directory (made on first write, mode 0700, refused if others can write)."""
 
     path: Path
 
+    def read_records(self) -> Records:
+        """All records; damaged or unreadable ones become warnings, never a stop."""
+        warnings: list[str] = []
+
+        def tolerant(read: Callable[[], T]) -> T | None:
+            try:
+                return read()
+            except StateError as error:
+                warnings.append(f"{error} (ignored)")
+                return None
+
+        return Records(
+            applied=tolerant(self.read_applied),
+            last_known_good=tolerant(self.read_last_known_good),
+            pending=tolerant(self.read_pending),
+            removed_at=tolerant(self.read_removed_at),
+            warnings=tuple(warnings),
+        )
+
     def read_applied(self) -> AppliedState | None:
         """What portguard applied last (None if nothing, or removed since)."""
-        return self._read_record(APPLIED_FILE)
+        return self._read_applied_file(APPLIED_FILE)
 
     def read_last_known_good(self) -> AppliedState | None:
         """The last policy that applied successfully (kept across `remove`)."""
-        return self._read_record(LAST_KNOWN_GOOD_FILE)
+        return self._read_applied_file(LAST_KNOWN_GOOD_FILE)
+
+    def read_pending(self) -> PendingChange | None:
+        """The change an interrupted or failed command began, if its record is still there."""
+        data = self._read_json(PENDING_FILE)
+        if data is None:
+            return None
+        try:
+            table = data.get("table")
+            return PendingChange(
+                policy_path=_field(data, "policy_path"),
+                policy_text=_field(data, "policy_text"),
+                table=None if table is None else table_from_json(table),
+                started_at=_field(data, "started_at"),
+            )
+        except ValueError as error:
+            raise StateError(f"{self.path / PENDING_FILE}: damaged record: {error}") from None
 
     def read_removed_at(self) -> str | None:
         """When `remove` last deleted the table, if that is the latest thing that happened."""
-        path = self.path / REMOVED_FILE
-        if not path.exists():
+        data = self._read_json(REMOVED_FILE)
+        if data is None:
             return None
-        data = self._read_json(path)
         removed_at = data.get("removed_at")
         if not isinstance(removed_at, str):
-            raise StateError(f"{path}: damaged record: no removed_at")
+            raise StateError(f"{self.path / REMOVED_FILE}: damaged record: no removed_at")
         return removed_at
+
+    def record_pending(self, pending: PendingChange) -> None:
+        """Write the intent before the kernel is touched (fails on a full or read-only dir)."""
+        data: dict[str, object] = {
+            "policy_path": pending.policy_path,
+            "policy_text": pending.policy_text,
+            "table": None if pending.table is None else pending.table.to_json(),
+            "started_at": pending.started_at,
+        }
+        self._write_json(PENDING_FILE, data)
+
+    def clear_pending(self) -> None:
+        """Forget the pending change (it was recorded, or it did not happen)."""
+        self._unlink(PENDING_FILE)
 
     def record_applied(self, applied: AppliedState) -> None:
         """Write `applied` as the current record and clear any removal record."""
-        self._write_json(APPLIED_FILE, asdict(applied))
+        self._write_json(APPLIED_FILE, _applied_json(applied))
         self._unlink(REMOVED_FILE)
 
     def promote_last_known_good(self, applied: AppliedState) -> None:
         """Make `applied` the last-known-good record (call only after a successful apply)."""
-        self._write_json(LAST_KNOWN_GOOD_FILE, asdict(applied))
+        self._write_json(LAST_KNOWN_GOOD_FILE, _applied_json(applied))
 
     def record_removed(self) -> None:
         """Note that the table was removed: drop the applied record, keep last-known-good."""
@@ -121,49 +206,86 @@ class StateDir:
 
     @contextlib.contextmanager
     def _locked(self, timeout: float | None) -> Iterator[None]:
+        """Flock the state dir itself (no lock file to plant a symlink as; read-only works)."""
         self._ensure_dir()
-        lock_path = self.path / LOCK_FILE
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, flags)
         except OSError as exc:
-            raise StateError(f"{lock_path}: cannot open lock: {exc.strerror or exc}") from None
+            raise StateError(f"{self.path}: cannot open for locking: {exc.strerror}") from None
         try:
-            _acquire(fd, lock_path, timeout)
+            _acquire(fd, self.path, timeout)
             yield
         finally:
             os.close(fd)  # closing the only descriptor releases the flock
 
     def _ensure_dir(self) -> None:
-        try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(f"{self.path}: cannot create state dir: {exc.strerror}") from None
+        if not self.path.is_dir():
+            try:
+                self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"{self.path}: cannot create state dir: {exc.strerror}") from None
+        self._check_dir()
 
-    def _read_record(self, name: str) -> AppliedState | None:
+    def _check_dir(self) -> None:
+        """Refuse a state dir that is a symlink, not ours, or writable by group or others."""
+        try:
+            info = os.lstat(self.path)
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot read state dir: {exc.strerror}") from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise StateError(f"{self.path}: state dir is not a directory (or is a symlink)")
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise StateError(
+                f"{self.path}: state dir is writable by others or not owned by this user;"
+                f" refusing to trust it (chown it and chmod 700)"
+            )
+
+    def _read_applied_file(self, name: str) -> AppliedState | None:
+        data = self._read_json(name)
+        if data is None:
+            return None
+        path = self.path / name
+        try:
+            listing = _field(data, "listing")
+            if listing_digest(listing) != data.get("listing_sha256"):
+                raise ValueError("listing does not match its sha256")
+            table = table_from_json(data.get("table"))
+            if table.digest != data.get("digest"):
+                raise ValueError("table does not match its digest")
+            return AppliedState(
+                policy_path=_field(data, "policy_path"),
+                policy_text=_field(data, "policy_text"),
+                table=table,
+                listing=listing,
+                applied_at=_field(data, "applied_at"),
+            )
+        except ValueError as error:
+            raise StateError(f"{path}: damaged record: {error}") from None
+
+    def _read_json(self, name: str) -> dict[str, object] | None:
         path = self.path / name
         if not path.exists():
             return None
-        data = self._read_json(path)
-        texts = {key: value for key, value in data.items() if isinstance(value, str)}
-        if texts.keys() != set(RECORD_FIELDS) or len(texts) != len(data):
-            raise StateError(f"{path}: damaged record: expected the text fields {RECORD_FIELDS}")
-        record = AppliedState(**texts)
-        if listing_digest(record.listing) != record.listing_sha256:
-            raise StateError(f"{path}: damaged record: listing does not match its sha256")
-        return record
-
-    def _read_json(self, path: Path) -> dict[str, object]:
+        self._check_dir()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            with open(path, "rb", opener=_no_follow_opener) as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise StateError(f"{path}: damaged record: not a regular file")
+                raw = handle.read(MAX_RECORD_BYTES + 1)
         except OSError as exc:
             raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        if len(raw) > MAX_RECORD_BYTES:
+            raise StateError(f"{path}: damaged record: larger than {MAX_RECORD_BYTES} bytes")
+        try:
+            data = json.loads(raw.decode("utf-8"))
         except ValueError as exc:
             raise StateError(f"{path}: damaged record: {exc}") from None
         if not isinstance(data, dict):
             raise StateError(f"{path}: damaged record: not a JSON object")
         return data
 
-    def _write_json(self, name: str, data: dict[str, str]) -> None:
+    def _write_json(self, name: str, data: Mapping[str, object]) -> None:
         self._ensure_dir()
         target = self.path / name
         try:
@@ -177,6 +299,29 @@ class StateDir:
             _fsync_dir(self.path)
         except OSError as exc:
             raise StateError(f"{self.path / name}: cannot remove: {exc.strerror}") from None
+
+
+def _applied_json(applied: AppliedState) -> dict[str, object]:
+    return {
+        "policy_path": applied.policy_path,
+        "policy_text": applied.policy_text,
+        "digest": applied.digest,
+        "table": applied.table.to_json(),
+        "listing": applied.listing,
+        "listing_sha256": listing_digest(applied.listing),
+        "applied_at": applied.applied_at,
+    }
+
+
+def _field(data: Mapping[str, object], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"no text field {key!r}")
+    return value
+
+
+def _no_follow_opener(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 def _acquire(fd: int, lock_path: Path, timeout: float | None) -> None:
@@ -204,6 +349,7 @@ def _write_atomically(target: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        checkpoint(f"writing {target.name}")
         os.replace(temp_name, target)
     except BaseException:
         with contextlib.suppress(OSError):

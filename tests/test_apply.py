@@ -242,3 +242,17 @@ def test_big_source_set_has_every_element(netns: Netns, tmp_path: Path) -> None:
         for e in element_set["elem"]
     }
     assert sources == set(addresses)
+
+
+def test_comment_naming_set_references_applies(netns: Netns, tmp_path: Path) -> None:
+    """A comment repeating `@e1_ports` (issue 9) applies whole; no chainless table is left."""
+    policy = tmp_path / "c.yaml"
+    comment = "@e1_ports " * 12
+    policy.write_text(
+        f"version: 1\nallow:\n  - port: 22\n    interface: eth1\n    comment: '{comment}'\n"
+    )
+    done = _apply(netns, policy, tmp_path / "state")
+    assert done.returncode == 0, done.stderr
+    listing = _live_table(netns)
+    assert "chain input {" in listing
+    assert f'comment "{comment.strip()}"' in listing or f'comment "{comment}"' in listing

@@ -2,38 +2,62 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from portguard.backends.nftables import without_dynamic_elements
-from portguard.drift import RulesetState, classify, unified_diff
-from portguard.state import AppliedState, listing_digest
+from portguard.drift import RulesetState, classify, table_in_force, unified_diff, unrecorded
+from portguard.facts.ruleset import LiveTable
+from portguard.policy import parse_policy
+from portguard.render.nft_table import NftTable
+from portguard.render.nftables import render_table
+from portguard.state import AppliedState, PendingChange, Records
 
 LISTING = "table inet portguard {\n\tchain input {\n\t\ttcp dport 22 accept\n\t}\n}\n"
 
 
-def _applied(rendered: str = "RENDERED", listing: str = LISTING) -> AppliedState:
-    return AppliedState(
-        policy_path="p.yaml",
-        policy_text="version: 1\n",
-        rendered=rendered,
-        listing=listing,
-        listing_sha256=listing_digest(listing),
-        applied_at="2026-01-01T00:00:00+00:00",
+def _table(port: int) -> NftTable:
+    policy = f"version: 1\nallow:\n  - port: {port}\n"
+    return render_table(parse_policy(policy, "p.yaml", base_dir=Path(".")).policy)
+
+
+OLD, NEW = _table(22), _table(80)
+
+
+def _live(table: NftTable | None, listing: str = LISTING) -> LiveTable:
+    marker = table.digest if table is not None else None
+    return LiveTable(listing, marker, (), (), foreign=False)
+
+
+def _records(applied: NftTable | None = None, pending: NftTable | None = None) -> Records:
+    return Records(
+        applied=None
+        if applied is None
+        else AppliedState("p.yaml", "version: 1\n", applied, LISTING, "2026-01-01T00:00:00+00:00"),
+        last_known_good=None,
+        pending=None if pending is None else PendingChange("q.yaml", "", pending, "t"),
+        removed_at=None,
+        warnings=(),
     )
 
 
 @pytest.mark.parametrize(
-    ("rendered", "applied", "live", "expected"),
+    ("rendering", "records", "live", "expected"),
     [
-        (None, None, None, RulesetState.ABSENT),
-        ("RENDERED", _applied(), None, RulesetState.ABSENT),
-        (None, None, LISTING, RulesetState.DRIFTED),
-        ("RENDERED", None, LISTING, RulesetState.DRIFTED),
-        (None, _applied(), LISTING + "# extra\n", RulesetState.DRIFTED),
-        ("OTHER", _applied(), LISTING.replace("22", "23"), RulesetState.DRIFTED),
-        ("OTHER", _applied(), LISTING, RulesetState.DIFFERS),
-        ("RENDERED", _applied(), LISTING, RulesetState.IN_SYNC),
-        (None, _applied(), LISTING, RulesetState.IN_SYNC),
+        (None, _records(), None, RulesetState.ABSENT),
+        (OLD, _records(OLD), None, RulesetState.ABSENT),
+        (None, _records(), _live(OLD), RulesetState.DRIFTED),
+        (OLD, _records(), _live(OLD), RulesetState.DRIFTED),
+        (None, _records(OLD), _live(OLD, LISTING + "# extra\n"), RulesetState.DRIFTED),
+        (NEW, _records(OLD), _live(OLD, LISTING.replace("22", "23")), RulesetState.DRIFTED),
+        (OLD, _records(OLD), _live(None), RulesetState.DRIFTED),
+        (NEW, _records(OLD), _live(OLD), RulesetState.DIFFERS),
+        (OLD, _records(OLD), _live(OLD), RulesetState.IN_SYNC),
+        (None, _records(OLD), _live(OLD), RulesetState.IN_SYNC),
+        (NEW, _records(OLD, pending=NEW), _live(NEW, "other"), RulesetState.IN_SYNC),
+        (OLD, _records(OLD, pending=NEW), _live(NEW, "other"), RulesetState.DIFFERS),
+        (OLD, _records(OLD, pending=NEW), _live(OLD), RulesetState.IN_SYNC),
     ],
     ids=[
         "nothing",
@@ -42,19 +66,30 @@ def _applied(rendered: str = "RENDERED", listing: str = LISTING) -> AppliedState
         "table-without-record-with-rendering",
         "live-changed",
         "live-changed-and-new-rendering",
+        "marker-removed",
         "new-rendering",
         "same-rendering",
         "no-rendering-given",
+        "interrupted-apply-is-live",
+        "interrupted-apply-is-live-old-wanted",
+        "interrupted-apply-did-not-take",
     ],
 )
 def test_classify(
-    rendered: str | None,
-    applied: AppliedState | None,
-    live: str | None,
-    expected: RulesetState,
+    rendering: NftTable | None, records: Records, live: LiveTable | None, expected: RulesetState
 ) -> None:
-    """Each combination of rendering, record and live listing gets the documented state."""
-    assert classify(rendered, applied, live) is expected
+    """Each combination of rendering, records and live table gets the documented state."""
+    assert classify(rendering, records, live) is expected
+
+
+def test_table_in_force_names_the_interrupted_apply_only_by_its_marker() -> None:
+    """A pending change is in force only when the live marker is its digest; then unrecorded."""
+    records = _records(OLD, pending=NEW)
+    assert table_in_force(records, _live(NEW, "x")) == NEW
+    assert unrecorded(records, _live(NEW, "x"))
+    assert table_in_force(records, _live(OLD)) == OLD
+    assert not unrecorded(records, _live(OLD))
+    assert table_in_force(records, _live(_table(443), "x")) is None
 
 
 def test_state_values_are_the_json_words() -> None:

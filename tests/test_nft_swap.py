@@ -1,60 +1,49 @@
-"""The two-phase replace's batches: new sets under the other generation's names, then a swap."""
+"""The two-phase replace's batches from the typed table and the live facts; the renderer's text."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from portguard.backends.nft_swap import live_objects, split_table, swap_batches
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from portguard.backends.nft_swap import swap_batches
+from portguard.facts.ruleset import LiveTable
 from portguard.policy import parse_policy
-from portguard.render.nftables import render_nftables
+from portguard.render.nft_table import NftTable, table_from_json
+from portguard.render.nftables import render_table
 from tests.netns import Netns, portguard_argv
 
 POLICY = (
     "version: 1\nallow:\n  - port: [22, 80]\n  - port: 8000-8100\n    interface: eth1\n"
     "  - port: 443\n    from: [192.0.2.0/24]\n"
 )
-LIVE_G0 = """table inet portguard {
-\tset open_tcp_g0 {
-\t\ttype inet_service
-\t\tflags interval
-\t\telements = { 22 }
-\t}
-
-\tchain input {
-\t\ttype filter hook input priority filter; policy drop;
-\t\ttcp dport @open_tcp_g0 accept
-\t}
-}
-"""
 
 
-def _rendered() -> str:
-    return render_nftables(parse_policy(POLICY, "p.yaml", base_dir=Path(".")).policy)
+def _table(text: str = POLICY) -> NftTable:
+    return render_table(parse_policy(text, "p.yaml", base_dir=Path(".")).policy)
 
 
-def test_split_finds_every_set_and_rule() -> None:
-    """The rendered table splits into its named sets and its chain rules, nothing else."""
-    parts = split_table(_rendered())
-    assert [name for name, _ in parts.sets] == ["open_tcp", "from4_tcp", "e2_ports"]
-    assert parts.rules[0] == 'iif "lo" accept'
-    assert 'iifname "eth1" meta l4proto tcp th dport @e2_ports accept' in parts.rules
-    assert not any(rule.startswith("type filter hook") for rule in parts.rules)
+def _live(*sets: str, leftovers: tuple[str, ...] = (), foreign: bool = False) -> LiveTable:
+    return LiveTable("listing", None, (*sets, *leftovers), leftovers, foreign)
 
 
 def test_first_apply_uses_generation_zero_and_fills_sets_first() -> None:
     """With no live table, sets are made as *_g0 with no rule, then the rules name them."""
-    batches = swap_batches(_rendered(), None)
+    batches = swap_batches(_table(), None)
     assert batches is not None
     assert batches.new_set_names == ("open_tcp_g0", "from4_tcp_g0", "e2_ports_g0")
     assert "chain" not in batches.fill_sets and "\tset open_tcp_g0 {" in batches.fill_sets
     assert "@open_tcp_g0" in batches.swap_rules and "@open_tcp " not in batches.swap_rules
     assert "delete set" not in batches.swap_rules
     assert "\tset " not in batches.swap_rules
+    assert batches.drop_leftovers is None
 
 
 def test_replace_alternates_generation_and_deletes_old_sets_after_the_flush() -> None:
     """Over a *_g0 table the new sets are *_g1, and the old ones go after the chain flush."""
-    batches = swap_batches(_rendered(), LIVE_G0)
+    batches = swap_batches(_table(), _live("open_tcp_g0"))
     assert batches is not None
     assert "open_tcp_g1" in batches.new_set_names
     lines = batches.swap_rules.splitlines()
@@ -63,13 +52,62 @@ def test_replace_alternates_generation_and_deletes_old_sets_after_the_flush() ->
     assert "\t\ttcp dport @open_tcp_g1 accept" in lines
 
 
+def test_leftover_sets_are_deleted_first_and_do_not_decide_the_generation() -> None:
+    """Unused *_g1 sets of a killed apply over a *_g0 table: deleted, then *_g1 is filled."""
+    batches = swap_batches(_table(), _live("open_tcp_g0", leftovers=("open_tcp_g1", "x_g1")))
+    assert batches is not None
+    assert batches.drop_leftovers == (
+        "delete set inet portguard open_tcp_g1\ndelete set inet portguard x_g1\n"
+    )
+    assert "open_tcp_g1" in batches.new_set_names
+    assert "delete set inet portguard open_tcp_g1" not in batches.swap_rules
+
+
+def test_a_rollback_prefers_the_old_generation() -> None:
+    """`prefer` picks a free generation (so an old rendering gets its old names back)."""
+    over_g1 = swap_batches(_table(), _live("open_tcp_g1"), prefer="_g0")
+    assert over_g1 is not None and "open_tcp_g0" in over_g1.new_set_names
+    over_g0 = swap_batches(_table(), _live("open_tcp_g0"), prefer="_g0")
+    assert over_g0 is not None and "open_tcp_g1" in over_g0.new_set_names
+
+
 def test_foreign_objects_force_a_whole_table_replace() -> None:
     """A hand-made chain or map in our table: no two-phase batches (replace it whole)."""
-    extra_chain = LIVE_G0.replace("\n}\n", "\n\tchain sneaky {\n\t}\n}\n")
-    extra_map = LIVE_G0.replace("\n}\n", "\n\tmap m {\n\t\ttype ipv4_addr : verdict\n\t}\n}\n")
-    assert live_objects(extra_chain)[-1] == ("chain", "sneaky")
-    assert swap_batches(_rendered(), extra_chain) is None
-    assert swap_batches(_rendered(), extra_map) is None
+    assert swap_batches(_table(), _live("open_tcp_g0", foreign=True)) is None
+
+
+COMMENTS = st.text(alphabet=st.sampled_from("@abe1_ports_g0{}\"';\n#$ -"), min_size=1, max_size=200)
+
+
+def _commented(comment: str) -> NftTable:
+    """A limited, interface-bound entry carrying `comment` (JSON quoting is valid YAML)."""
+    policy = (
+        "version: 1\nallow:\n  - port: 8000-8100\n    interface: eth1\n    limit: 5/minute\n"
+        f"    comment: {json.dumps(comment)}\n  - port: 22\n    from: [192.0.2.0/24]\n"
+    )
+    return render_table(parse_policy(policy, "p.yaml", base_dir=Path(".")).policy)
+
+
+@settings(max_examples=60, deadline=None)
+@given(comment=COMMENTS, generation=st.sampled_from(["_g0", "_g1"]))
+def test_generation_text_is_the_rendering_but_for_set_names(comment: str, generation: str) -> None:
+    """text(g) is render's text with each set name suffixed; no comment changes a rule."""
+    table = _commented(comment)
+    expected_lines = []
+    for line in table.text().splitlines(keepends=True):
+        rule, quote, comment = line.partition(' comment "')
+        if not line.startswith("#"):  # header comments keep their text
+            for name in sorted(table.set_names(), key=len, reverse=True):
+                rule = rule.replace(f"set {name} {{", f"set {name}{generation} {{")
+                rule = rule.replace(f"@{name} ", f"@{name}{generation} ")
+        expected_lines.append(rule + quote + comment)
+    expected = "".join(expected_lines)
+    # Suffixes touch set declarations and references only, never the comment's text.
+    assert table.text(generation) == expected
+    # Whatever the comment says, every rule has the same parts as with a plain comment.
+    assert [r.parts for r in table.rules] == [r.parts for r in _commented("x").rules]
+    assert table_from_json(table.to_json()) == table
+    assert table_from_json(table.to_json()).digest == table.digest
 
 
 def test_apply_over_a_hand_added_chain_replaces_the_whole_table(
@@ -85,4 +123,4 @@ def test_apply_over_a_hand_added_chain_replaces_the_whole_table(
     assert "drifted" in repaired.stdout
     ruleset = netns.ruleset()
     assert "sneaky" not in ruleset, ruleset
-    assert "tcp dport @open_tcp accept" in ruleset  # the whole-table form: canonical names
+    assert "tcp dport @open_tcp_g0 accept" in ruleset  # the whole-table form, generation 0

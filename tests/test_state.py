@@ -5,32 +5,46 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import tempfile
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import pytest
 
+from portguard.render.nft_table import NftRule, NftSet, NftTable, SetRef
 from portguard.state import (
     STATE_DIR_ENV,
     AppliedState,
     LockTimeout,
+    PendingChange,
     StateDir,
     StateError,
     default_state_dir,
-    listing_digest,
 )
 
 
 def _applied(name: str) -> AppliedState:
     listing = f"table inet portguard {{ # {name}\n}}\n"
+    table = NftTable(
+        header=(name,),
+        sets=(NftSet("open_tcp", "inet_service", "interval", ("22", "80-90")),),
+        rules=(NftRule(("tcp dport ", SetRef("open_tcp"), " accept"), comment=name),),
+    )
     return AppliedState(
         policy_path=f"{name}.yaml",
         policy_text=f"version: 1  # {name}\n",
-        rendered=f"# {name}\n",
+        table=table,
         listing=listing,
-        listing_sha256=listing_digest(listing),
         applied_at="2026-01-01T00:00:00+00:00",
     )
+
+
+def _record_json(name: str, **changes: object) -> str:
+    """The JSON of `_applied(name)` as record_applied writes it, with `changes` made."""
+    directory = Path(tempfile.mkdtemp())
+    StateDir(directory).record_applied(_applied(name))
+    data = json.loads((directory / "applied.json").read_text())
+    return json.dumps({**data, **changes})
 
 
 def test_default_state_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,10 +97,24 @@ def test_remove_drops_applied_keeps_last_known_good(tmp_path: Path) -> None:
         "{not json",
         "[1, 2]",
         json.dumps({"policy_path": "p"}),
-        json.dumps({**_applied("x").__dict__, "listing_sha256": "0" * 64}),
-        json.dumps({**_applied("x").__dict__, "rendered": 5}),
+        _record_json("x", listing_sha256="0" * 64),
+        _record_json("x", policy_text=5),
+        _record_json("x", digest="0" * 16),
+        _record_json("x", table={"sets": "no"}),
+        _record_json("x")[:-40],
+        "",
     ],
-    ids=["syntax", "not-object", "missing-fields", "bad-digest", "not-text"],
+    ids=[
+        "syntax",
+        "not-object",
+        "missing-fields",
+        "bad-listing-sha",
+        "not-text",
+        "bad-table-digest",
+        "bad-table",
+        "truncated",
+        "empty",
+    ],
 )
 def test_damaged_record_is_a_state_error(tmp_path: Path, content: str) -> None:
     """A damaged applied record raises StateError naming the file, never a traceback."""
@@ -130,8 +158,8 @@ def test_lock_is_reentrant_across_sequential_uses(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), state.lock(timeout=1):
         raise RuntimeError("inside")
     with state.lock(timeout=0):
-        assert (tmp_path / "lock").exists()
-    assert os.listdir(tmp_path) == ["lock"]
+        pass
+    assert os.listdir(tmp_path) == []  # the lock is the directory's own: no lock file
 
 
 def test_unwritable_state_dir_is_a_state_error(tmp_path: Path) -> None:
@@ -140,3 +168,52 @@ def test_unwritable_state_dir_is_a_state_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StateError, match="cannot create state dir"):
         StateDir(blocker / "state").record_applied(_applied("one"))
+
+
+def test_damaged_records_are_warnings_in_read_records(tmp_path: Path) -> None:
+    """read_records turns a damaged applied.json into None and one warning; lkg still reads."""
+    state = StateDir(tmp_path)
+    state.promote_last_known_good(_applied("good"))
+    (tmp_path / "applied.json").write_text("{truncat")
+    (tmp_path / "pending.json").write_text("[]")
+    records = state.read_records()
+    assert records.applied is None and records.pending is None
+    assert records.last_known_good == _applied("good")
+    assert len(records.warnings) == 2
+    assert all("damaged record" in w and w.endswith("(ignored)") for w in records.warnings)
+
+
+def test_state_dir_writable_by_others_is_refused(tmp_path: Path) -> None:
+    """A pre-existing group- or world-writable state dir is not trusted (a planted record)."""
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o777)
+    with pytest.raises(StateError, match="writable by others"):
+        StateDir(loose).record_applied(_applied("one"))
+    with pytest.raises(StateError, match="writable by others"), StateDir(loose).lock(1):
+        pass
+
+
+def test_symlinks_are_not_followed(tmp_path: Path) -> None:
+    """A state dir that is a symlink, or a record that is one, is refused, not followed."""
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(StateError, match="symlink"), StateDir(tmp_path / "link").lock(1):
+        pass
+    (real / "applied.json").symlink_to(tmp_path / "elsewhere.json")
+    (tmp_path / "elsewhere.json").write_text("{}")
+    with pytest.raises(StateError, match=r"applied\.json: cannot read"):
+        StateDir(real).read_applied()
+
+
+def test_pending_round_trips_and_clears(tmp_path: Path) -> None:
+    """The intent record reads back equal (a removal too), and clear_pending forgets it."""
+    state = StateDir(tmp_path)
+    pending = PendingChange("p.yaml", "version: 1\n", _applied("x").table, "2026")
+    state.record_pending(pending)
+    assert state.read_pending() == pending
+    state.record_pending(PendingChange("", "", None, "2026"))
+    assert state.read_pending() == PendingChange("", "", None, "2026")
+    state.clear_pending()
+    assert state.read_pending() is None

@@ -90,7 +90,7 @@ def test_table_without_record_is_drift(netns: Netns, tmp_path: Path) -> None:
 
 
 def test_status_check_errors_exit_one(netns: Netns, tmp_path: Path) -> None:
-    """A missing policy or a damaged state record: exit 1 with one stderr line."""
+    """A missing policy: exit 1, one line; a damaged record: a warning and drift (exit 3)."""
     state = tmp_path / "state"
     missing = _pg(netns, state, "status", "--check", "--policy", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 1 and len(missing.stderr.splitlines()) == 1
@@ -99,11 +99,12 @@ def test_status_check_errors_exit_one(netns: Netns, tmp_path: Path) -> None:
     )
     (state / "applied.json").write_text("{damaged")
     damaged = _pg(netns, state, "status", "--check")
-    assert damaged.returncode == 1
+    assert damaged.returncode == 3
     assert damaged.stderr.splitlines() == [
-        f"{state / 'applied.json'}: damaged record: Expecting property name enclosed in double"
-        " quotes: line 1 column 2 (char 1)"
+        f"portguard: warning: {state / 'applied.json'}: damaged record: Expecting property name"
+        " enclosed in double quotes: line 1 column 2 (char 1) (ignored)"
     ]
+    assert damaged.stdout.startswith("table inet portguard: drifted\n")
 
 
 def test_status_not_root_exits_one(netns: Netns) -> None:

@@ -62,20 +62,21 @@ CONNECTOR = textwrap.dedent(
 REPLACER = textwrap.dedent(
     f"""
     import sys
-    from portguard.backends.nftables import apply_table, list_table
+    from portguard.backends.nft_swap import load_table
+    from portguard.backends.nftables import open_kernel
+    from portguard.facts.ruleset import read_live_table
     from portguard.policy import parse_policy
-    from portguard.render.nftables import render_nftables
-    texts = [
-        render_nftables(parse_policy(text, name).policy)
+    from portguard.render.nftables import render_table
+    kernel = open_kernel()
+    tables = [
+        render_table(parse_policy(text, name).policy)
         for name, text in (("a.yaml", "{POLICY_A}"), ("b.yaml", "{POLICY_B}"))
     ]
-    apply_table(texts[1], None)  # the first load, before the connections start (see below)
+    load_table(kernel, tables[1], None)  # the first load, before the connections start
     print("ready", flush=True)
     sys.stdin.readline()
-    live = list_table()
     for number in range({REPLACES}):
-        apply_table(texts[number % 2], live)
-        live = list_table()
+        load_table(kernel, tables[number % 2], read_live_table(kernel))
     print("done")
     """
 )

@@ -5,21 +5,20 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
-from portguard.backends.nft_swap import swap_batches
 from portguard.errors import PortguardError
-from portguard.render.nftables import TABLE_FAMILY, TABLE_NAME, transaction
+from portguard.render.nft_table import TABLE_FAMILY, TABLE_NAME
 
 __all__ = [
     "KernelRefused",
+    "NftKernel",
     "NftablesUnavailable",
-    "apply_table",
-    "delete_table",
     "dry_run",
     "has_net_admin",
-    "list_table",
     "locate_refusal",
+    "open_kernel",
     "open_nftables",
     "refused",
     "run_batch",
@@ -138,59 +137,61 @@ def dry_run(text: str) -> None:
     run_batch(handle, text)
 
 
-def list_table() -> str | None:
-    """The live listing of `table inet portguard` (None when absent), minus meter state.
+@dataclass(frozen=True)
+class NftKernel:
+    """One python-nftables handle for a whole command: lists, applies and deletes the table."""
 
-    Stateless output leaves out counters and limit state; the elements that traffic adds to
-    dynamic (meter) sets are dropped too, so that only a change of the rules shows as drift.
-    """
-    handle = open_nftables()
-    handle.set_stateless_output(True)
-    rc, output, error = handle.cmd(f"list {TABLE_REF}")
-    if rc != 0:
+    handle: Any
+
+    def run(self, text: str) -> str:
+        """Send `text` as one batch; KernelRefused (with the offending line) if refused."""
+        return run_batch(self.handle, text)
+
+    def try_run(self, text: str) -> str | None:
+        """Send `text` as one batch; the error text if refused, None if it went through."""
+        rc, _output, error = self.handle.cmd(text)
+        return None if rc == 0 else str(error).strip() or "unknown error"
+
+    def listing(self) -> str | None:
+        """The stateless text listing of the table (None when absent), minus meter elements."""
+        self.handle.set_stateless_output(True)
+        try:
+            text = self._list()
+        finally:
+            self.handle.set_stateless_output(False)
+        return None if text is None else without_dynamic_elements(text)
+
+    def objects_json(self) -> str | None:
+        """The terse JSON listing of the table (objects and rules, no set elements)."""
+        self.handle.set_json_output(True)
+        self.handle.set_terse_output(True)
+        try:
+            return self._list()
+        finally:
+            self.handle.set_json_output(False)
+            self.handle.set_terse_output(False)
+
+    def delete_table(self) -> bool:
+        """Delete `table inet portguard`; True if there was one to delete."""
+        rc, _output, error = self.handle.cmd(f"delete {TABLE_REF}")
+        if rc == 0:
+            return True
         if NO_SUCH_OBJECT in error:
-            return None
-        raise refused(f"list {TABLE_REF}", error)
-    return without_dynamic_elements(str(output))
+            return False
+        raise refused(f"delete {TABLE_REF}", error)
+
+    def _list(self) -> str | None:
+        rc, output, error = self.handle.cmd(f"list {TABLE_REF}")
+        if rc != 0:
+            if NO_SUCH_OBJECT in error:
+                return None
+            raise refused(f"list {TABLE_REF}", error)
+        return str(output)
 
 
-def apply_table(table_text: str, live_listing: str | None) -> None:
-    """Replace `table inet portguard` (listed as `live_listing`, None if absent) by `table_text`.
-
-    The new sets are loaded first, unused, then one transaction swaps the rules and deletes
-    the old sets (see backends/nft_swap.py for why). A live table holding objects portguard
-    never makes is replaced whole, in one transaction, instead. On a refusal nothing that
-    filters packets has changed: the unused new sets are deleted again.
-    """
-    handle = open_nftables()
-    batches = swap_batches(table_text, live_listing)
-    if batches is None:
-        run_batch(handle, transaction(table_text))
-        return
-    try:
-        run_batch(handle, batches.fill_sets)
-        run_batch(handle, batches.swap_rules)
-    except KernelRefused as refusal:
-        for name in batches.new_set_names:
-            handle.cmd(f"delete set {TABLE_REF} {name}")  # unused: safe, best effort
-        raise _in_rendered_terms(table_text, refusal) from None
-
-
-def _in_rendered_terms(table_text: str, refusal: KernelRefused) -> KernelRefused:
-    """The refusal located in the one-transaction form of `table_text`, if a dry run can."""
-    located = locate_refusal(transaction(table_text), f"Error: {refusal.kernel_message}")
-    return located if located.line_number is not None else refusal
-
-
-def delete_table() -> bool:
-    """Delete `table inet portguard`; True if there was one to delete."""
-    handle = open_nftables()
-    rc, _output, error = handle.cmd(f"delete {TABLE_REF}")
-    if rc == 0:
-        return True
-    if NO_SUCH_OBJECT in error:
-        return False
-    raise refused(f"delete {TABLE_REF}", error)
+def open_kernel() -> NftKernel:
+    """The command's one nftables handle; NftablesUnavailable when it cannot be had."""
+    return NftKernel(open_nftables())
 
 
 def without_dynamic_elements(listing: str) -> str:

@@ -9,16 +9,15 @@ from typing import Annotated
 
 import typer
 
-from portguard.apply import DEFAULT_LOCK_TIMEOUT, apply_policy, state_before_apply
+from portguard.apply import DEFAULT_LOCK_TIMEOUT, execute, gather_facts, load_target, plan_change
+from portguard.backends.nftables import open_kernel
 from portguard.cli import windows_cmds
 from portguard.cli.boot_report import run_boot
 from portguard.cli.lockout_guard import guard_apply
-from portguard.cli.output import out, print_warnings
+from portguard.cli.output import out, print_warnings, print_warnings_text
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
 from portguard.drift import RulesetState
-from portguard.model import Policy
 from portguard.policy import load_policy
-from portguard.state import StateDir
 
 __all__ = ["register"]
 
@@ -57,26 +56,34 @@ def apply(
     """Render POLICY and load it as table inet portguard, replacing the old one atomically."""
     if boot:
         return run_boot(policy, open_state_dir(state_dir), lock_timeout)
-    loaded = load_policy(policy)
-    print_warnings(loaded.warnings)
-    guard_apply(loaded.policy, force=force)
-    state = None if windows_cmds.on_windows() else open_state_dir(state_dir)
-    if not yes and sys.stdin.isatty() and _changes_pending(loaded.policy, state):
-        typer.confirm(f"Replace portguard's rules with the rules of {policy}?", abort=True)
-    if state is None:
+    if windows_cmds.on_windows():
+        loaded = load_policy(policy)
+        print_warnings(loaded.warnings, loaded.omitted_warnings)
+        guard_apply(loaded.policy, force=force)
+        if not yes and sys.stdin.isatty():
+            typer.confirm(f"Replace portguard's rules with the rules of {policy}?", abort=True)
         return windows_cmds.apply_on_windows(policy, loaded.policy)
-    policy_text = policy.read_text(encoding="utf-8")
-    outcome = apply_policy(loaded.policy, policy_text, state, lock_timeout=lock_timeout)
+    loaded, target = load_target(policy)
+    print_warnings(loaded.warnings, loaded.omitted_warnings)
+    guard_apply(loaded.policy, force=force)
+    state = open_state_dir(state_dir)
+    kernel = open_kernel()
+    plan = plan_change(target, gather_facts(kernel, state))
+    print_warnings_text(plan.facts.records.warnings)
+    # What the admin confirmed is what goes in: after a prompt, a table that changed in the
+    # meantime stops the apply. Unprompted, the plan is made again under the lock.
+    prompted = not yes and sys.stdin.isatty() and plan.kernel_change
+    if prompted:
+        typer.confirm(f"Replace portguard's rules with the rules of {policy}?", abort=True)
+    outcome = execute(plan, kernel, state, lock_timeout=lock_timeout, verify_unchanged=prompted)
+    print_warnings_text(outcome.warnings[len(plan.facts.records.warnings) :])
     if outcome.changed:
         out(f"{policy}: applied ({BEFORE_TEXT[outcome.state_before]})")
+    elif plan.record_change:
+        out(f"{policy}: already in force; recorded")
     else:
         out(f"{policy}: unchanged, nothing to do")
     return 0
-
-
-def _changes_pending(policy: Policy, state: StateDir | None) -> bool:
-    """Whether apply would change anything (always True on Windows, where it is not known)."""
-    return state is None or state_before_apply(policy, state) is not RulesetState.IN_SYNC
 
 
 def register(app: typer.Typer) -> None:

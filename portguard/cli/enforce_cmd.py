@@ -22,7 +22,7 @@ def enforce(
 ) -> int:
     """Divert inbound new connections and datagrams; drop what POLICY does not allow."""
     loaded = load_policy(policy)
-    print_warnings(loaded.warnings)
+    print_warnings(loaded.warnings, loaded.omitted_warnings)
     stop = Event()
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:

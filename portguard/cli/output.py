@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from portguard.model import LintWarning
 
-__all__ = ["err", "out", "print_warnings"]
+__all__ = ["err", "out", "print_warnings", "print_warnings_text", "printable"]
 
 
 def out(text: str) -> None:
@@ -26,3 +26,14 @@ def print_warnings(warnings: Iterable[LintWarning], omitted: int = 0) -> None:
         err(str(warning))
     if omitted:
         err(f"portguard: \u2026 and {omitted} more warning{'' if omitted == 1 else 's'}")
+
+
+def print_warnings_text(warnings: Iterable[str]) -> None:
+    """Every state warning (a damaged record ignored, ...) on stderr as one line each."""
+    for warning in warnings:
+        err(f"portguard: warning: {printable(warning)}")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (a newline in a file name, ...) shown as escapes."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

@@ -11,16 +11,18 @@ from typing import Annotated
 
 import typer
 
-from portguard.backends.nftables import NftablesUnavailable, list_table
+from portguard.apply import gather_facts
+from portguard.backends.nftables import NftablesUnavailable, open_kernel
 from portguard.cli.output import err, out, print_warnings
 from portguard.cli.ports_cmd import socket_rows
 from portguard.cli.state_options import StateDirOption, open_state_dir
 from portguard.cli.tables import markdown_table, plain_table, print_table, wants_rich
-from portguard.drift import RulesetState, classify, unified_diff
+from portguard.drift import RulesetState, classify, table_in_force, unified_diff
 from portguard.facts import listening_sockets
 from portguard.plan import Plan, build_plan, plan_json
 from portguard.policy import load_policy
-from portguard.render.nftables import render_nftables
+from portguard.render.nft_table import NftTable
+from portguard.render.nftables import render_table
 from portguard.state import StateDir
 
 __all__ = ["PlanFormat", "Section", "plan_markdown", "plan_sections", "plan_text", "register"]
@@ -74,8 +76,8 @@ def plan(
     """Show which sockets POLICY makes unreachable, idle allows, and the ruleset change."""
     loaded = load_policy(policy)
     print_warnings(loaded.warnings, loaded.omitted_warnings)
-    rendered = render_nftables(loaded.policy)
-    state, diff, reason = _ruleset(rendered, str(policy), open_state_dir(state_dir))
+    rendering = render_table(loaded.policy)
+    state, diff, reason = _ruleset(rendering, str(policy), open_state_dir(state_dir))
     result = build_plan(loaded.policy, listening_sockets(), state, diff, reason)
     if output_format is PlanFormat.JSON:
         out(json.dumps(plan_json(result), indent=2))
@@ -96,20 +98,24 @@ def plan(
 
 
 def _ruleset(
-    rendered: str, policy_name: str, state_dir: StateDir
+    rendering: NftTable, policy_name: str, state_dir: StateDir
 ) -> tuple[RulesetState | None, str, str | None]:
-    """The live table's state against `rendered`, the rendered diff, or why it is unknown."""
+    """The live table's state against `rendering`, the rendered diff, or why it is unknown."""
     try:
-        live = list_table()
+        facts = gather_facts(open_kernel(), state_dir)
     except NftablesUnavailable as why:
         return None, "", str(why)
-    applied = state_dir.read_applied()
-    state = classify(rendered, applied, live)
+    state = classify(rendering, facts.records, facts.live)
     if state is RulesetState.IN_SYNC:
         return state, "", None
-    old = applied.rendered if applied is not None and live is not None else ""
-    old_name = "applied" if old else "live (no portguard rules)"
-    return state, unified_diff(old, rendered, old_name, policy_name), None
+    in_force = table_in_force(facts.records, facts.live)
+    if in_force is not None:
+        old, old_name = in_force.text(), "in force"
+    elif facts.live is not None:
+        old, old_name = facts.live.listing, "live (not a known portguard rendering)"
+    else:
+        old, old_name = "", "live (no portguard rules)"
+    return state, unified_diff(old, rendering.text(), old_name, policy_name), None
 
 
 def plan_sections(result: Plan) -> list[Section]:

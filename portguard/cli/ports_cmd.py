@@ -41,7 +41,7 @@ def ports(
     """List TCP listeners and bound UDP sockets with their processes (as netstat -anob)."""
     loaded = load_policy(policy) if policy is not None else None
     if loaded is not None:
-        print_warnings(loaded.warnings)
+        print_warnings(loaded.warnings, loaded.omitted_warnings)
     found = listening_sockets()
     judged = [judge_socket(loaded.policy, s) for s in found] if loaded is not None else None
     if output_format is PortsFormat.JSON:

@@ -9,7 +9,7 @@ import typer
 
 from portguard.apply import DEFAULT_LOCK_TIMEOUT
 from portguard.cli import windows_cmds
-from portguard.cli.output import out
+from portguard.cli.output import out, print_warnings_text
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
 from portguard.remove import remove_table
 
@@ -27,7 +27,9 @@ def remove(
         typer.confirm("Delete portguard's rules and stop enforcing the policy?", abort=True)
     if state is None:
         return windows_cmds.remove_on_windows()
-    if remove_table(state, lock_timeout=lock_timeout):
+    outcome = remove_table(state, lock_timeout=lock_timeout)
+    print_warnings_text(outcome.warnings)
+    if outcome.changed:
         out("removed table inet portguard")
     else:
         out("table inet portguard was not loaded; nothing to do")

@@ -48,7 +48,7 @@ def render(
 ) -> int:
     """Print the ruleset POLICY renders to, for TARGET (nothing is applied)."""
     loaded = load_policy(policy)
-    print_warnings(loaded.warnings)
+    print_warnings(loaded.warnings, loaded.omitted_warnings)
     out(RENDERERS[target](loaded.policy).rstrip("\n"))
     return 0
 

@@ -7,14 +7,15 @@ from typing import Annotated
 
 import typer
 
-from portguard.backends.nftables import list_table
+from portguard.apply import RulesetFacts, gather_facts
+from portguard.backends.nftables import open_kernel
 from portguard.cli import windows_cmds
-from portguard.cli.output import out, print_warnings
+from portguard.cli.output import out, print_warnings, print_warnings_text, printable
 from portguard.cli.state_options import StateDirOption, open_state_dir
-from portguard.drift import RulesetState, classify, unified_diff
+from portguard.drift import RulesetState, classify, table_in_force, unified_diff, unrecorded
 from portguard.policy import load_policy
-from portguard.render.nftables import render_nftables
-from portguard.state import AppliedState
+from portguard.render.nft_table import NftTable
+from portguard.render.nftables import render_table
 
 __all__ = ["register"]
 
@@ -34,29 +35,21 @@ def status(
     state_dir: StateDirOption = None,
 ) -> int:
     """Say whether table inet portguard is loaded and matches what was applied."""
-    rendered: str | None = None
+    rendering: NftTable | None = None
     if policy is not None:
         loaded = load_policy(policy)
-        print_warnings(loaded.warnings)
+        print_warnings(loaded.warnings, loaded.omitted_warnings)
         if windows_cmds.on_windows():
             return windows_cmds.status_on_windows(loaded.policy, check=check)
-        rendered = render_nftables(loaded.policy)
+        rendering = render_table(loaded.policy)
     elif windows_cmds.on_windows():
         return windows_cmds.status_on_windows(None, check=check)
-    live = list_table()  # first: not root or no python-nftables is the error to report
-    state = open_state_dir(state_dir)
-    applied = state.read_applied()
-    verdict = classify(rendered, applied, live)
+    kernel = open_kernel()  # first: not root or no python-nftables is the error to report
+    facts = gather_facts(kernel, open_state_dir(state_dir))
+    print_warnings_text(facts.records.warnings)
+    verdict = classify(rendering, facts.records, facts.live)
     out(f"table inet portguard: {verdict}")
-    details = _details(
-        verdict,
-        applied=applied,
-        live=live,
-        rendered=rendered,
-        policy=policy,
-        removed_at=state.read_removed_at(),
-    )
-    for line in details:
+    for line in _details(verdict, facts, rendering, policy):
         out(line)
     if check:
         return EXIT_IN_SYNC if verdict is RulesetState.IN_SYNC else EXIT_DRIFT
@@ -64,31 +57,59 @@ def status(
 
 
 def _details(
-    verdict: RulesetState,
-    *,
-    applied: AppliedState | None,
-    live: str | None,
-    rendered: str | None,
-    policy: Path | None,
-    removed_at: str | None,
+    verdict: RulesetState, facts: RulesetFacts, rendering: NftTable | None, policy: Path | None
 ) -> list[str]:
-    """The human explanation under the one-word state."""
+    """The human explanation under the one-word state (control characters escaped)."""
+    records, live = facts.records, facts.live
+    applied = records.applied
+    lines: list[str] = []
     if verdict is RulesetState.ABSENT:
-        if removed_at is not None:
-            return [f"removed by portguard at {removed_at}"]
-        if applied is not None:
-            return [f"applied from {applied.policy_path} at {applied.applied_at}, now missing"]
-        return ["nothing applied yet"]
-    assert live is not None
-    if applied is None:
-        return ["the table exists but portguard has no record of applying it"]
-    lines = [f"applied from {applied.policy_path} at {applied.applied_at}"]
-    if verdict is RulesetState.DRIFTED:
-        lines.append("the live table was changed after portguard applied it:")
-        lines.append(unified_diff(applied.listing, live, "applied", "live").rstrip("\n"))
-    elif verdict is RulesetState.DIFFERS and rendered is not None:
-        lines.append(f"{policy} renders differently from what was applied:")
-        lines.append(unified_diff(applied.rendered, rendered, "applied", str(policy)).rstrip("\n"))
+        if records.removed_at is not None:
+            lines.append(f"removed by portguard at {records.removed_at}")
+        elif applied is not None:
+            lines.append(
+                f"applied from {printable(applied.policy_path)} at {applied.applied_at},"
+                " now missing"
+            )
+        else:
+            lines.append("nothing applied yet")
+    elif unrecorded(records, live) and records.pending is not None:
+        lines.append(
+            f"in force: {printable(records.pending.policy_path)}, from an apply begun at"
+            f" {records.pending.started_at} that was interrupted before its record was"
+            " written (the next apply records it)"
+        )
+    elif verdict is RulesetState.DRIFTED:
+        assert live is not None
+        if applied is None:
+            lines.append("the table exists but portguard has no record of applying it")
+        else:
+            lines.append(f"applied from {printable(applied.policy_path)} at {applied.applied_at}")
+            lines.append("the live table was changed after portguard applied it:")
+            lines.append(unified_diff(applied.listing, live.listing, "applied", "live").rstrip())
+    elif applied is not None:
+        lines.append(f"applied from {printable(applied.policy_path)} at {applied.applied_at}")
+    if verdict is RulesetState.DIFFERS and rendering is not None:
+        in_force = table_in_force(records, live)
+        assert in_force is not None
+        lines.append(f"{printable(str(policy))} renders differently from what is in force:")
+        diff = unified_diff(in_force.text(), rendering.text(), "in force", str(policy))
+        lines.append(diff.rstrip("\n"))
+    if live is not None and live.leftover_sets:
+        lines.append(
+            f"{len(live.leftover_sets)} unused set(s) left by an interrupted apply"
+            f" ({', '.join(live.leftover_sets)}); they filter nothing, the next apply removes them"
+        )
+    pending = records.pending
+    if pending is not None:
+        if pending.table is None:
+            went_through = verdict is RulesetState.ABSENT
+            what = "a removal"
+        else:
+            went_through = table_in_force(records, live) == pending.table
+            what = f"an apply of {printable(pending.policy_path)}"
+        if not went_through:
+            lines.append(f"{what} begun at {pending.started_at} did not complete; not in force")
     return lines
 
 
