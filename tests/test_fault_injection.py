@@ -10,6 +10,7 @@ table was changed under a paused apply.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -335,3 +336,33 @@ def test_damaged_last_known_good_at_boot_leaves_rules_as_they_are(
     boot = fl.run("apply", str(broken), "--boot", "--state-dir", str(state))
     assert boot.returncode == 1 and "rules left as they are" in boot.stderr, boot.stderr
     assert fl.in_force() == "old"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "huge-number", "missing"])
+def test_boot_falls_back_on_any_unreadable_policy(fl: FaultLab, tmp_path: Path, kind: str) -> None:
+    """A FIFO, /dev/zero, a 5,000-digit port or no file: --boot puts last-known-good in force."""
+    state = tmp_path / "state"
+    _apply(fl, "old", state)
+    fl.reset()
+    policy = tmp_path / "policy.yaml"
+    if kind == "fifo":
+        os.mkfifo(policy)
+    elif kind == "dev-zero":
+        policy.symlink_to("/dev/zero")
+    elif kind == "huge-number":
+        policy.write_text(f"version: 1\nallow:\n  - port: '{'9' * 5000}'\n")
+    done = fl.run("apply", str(policy), "--boot", "--state-dir", str(state))
+    assert done.returncode == 1, done.stderr
+    assert "last-known-good ruleset" in done.stderr and "put in force instead" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+    assert fl.in_force() == "old"
+
+
+def test_status_escapes_a_newline_in_the_policy_name(fl: FaultLab, tmp_path: Path) -> None:
+    """A policy file name with a newline shows as one escaped line in status."""
+    state = tmp_path / "state"
+    odd = fl.policy_dir / "odd\nname.yaml"
+    odd.write_text(fl.policy("old").read_text())
+    assert fl.run("apply", str(odd), "--yes", "--state-dir", str(state)).returncode == 0
+    code, out = _status(fl, state)
+    assert code == 0 and "odd\\nname.yaml" in out and "odd\nname" not in out, out

@@ -214,7 +214,7 @@ def test_plan_markdown_lists_unreachable_sockets(netns: Netns, tmp_path: Path) -
 PROBE = """
 import socket, sys
 try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.8).close()
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10).close()
     print("open")
 except OSError:
     print("closed")
