@@ -33,7 +33,15 @@ from portguard.policy import parse_policy
 from portguard.policy.load import LoadedPolicy, read_policy_bytes
 from portguard.render.nft_table import NftTable
 from portguard.render.nftables import render_table
-from portguard.state import AppliedState, PendingChange, Records, StateDir, StateError, now_text
+from portguard.state import (
+    Action,
+    AppliedState,
+    PendingChange,
+    Records,
+    StateDir,
+    StateError,
+    now_text,
+)
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -72,6 +80,7 @@ class Target:
     table: NftTable | None
     policy_path: str = ""
     policy_text: str = ""
+    action: Action = Action.APPLY
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,7 @@ def _record(
             table=target.table,
             listing=live.listing,
             applied_at=now_text(),
+            source=target.action,
         )
         state.record_applied(applied)
         checkpoint("recorded")

@@ -12,7 +12,7 @@ marks the unit failed. With no usable last-known-good either, the rules stay as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from portguard.apply import (
 )
 from portguard.backends.nftables import KernelRefused, NftKernel, open_kernel
 from portguard.errors import PortguardError
-from portguard.state import StateDir
+from portguard.state import Action, StateDir
 
 __all__ = ["BOOT_LOCK_TIMEOUT", "BootOutcome", "BootResult", "boot_apply"]
 
@@ -66,7 +66,8 @@ def boot_apply(
     except PortguardError as error:
         return _left(f"{policy_path}: not applied: {_one_line(error)}")
     try:
-        loaded, target = load_target(policy_path)
+        loaded, loaded_target = load_target(policy_path)
+        target = replace(loaded_target, action=Action.BOOT)
     except Exception as error:  # any failure to read or validate falls back, internal too
         return _fall_back(f"{policy_path}: {_one_line(error)}", kernel, state, lock_timeout)
     try:
@@ -106,7 +107,7 @@ def _fall_back(reason: str, kernel: NftKernel, state: StateDir, lock_timeout: fl
     if good is None:
         damaged = f" ({'; '.join(records.warnings)})" if records.warnings else ""
         return _left(f"{reason}; no last-known-good ruleset in {state.path}{damaged}")
-    target = Target(good.table, good.policy_path, good.policy_text)
+    target = Target(good.table, good.policy_path, good.policy_text, Action.BOOT_FALLBACK)
     try:
         outcome = _execute(kernel, target, state, lock_timeout, promote=False)
     except PortguardError as error:

@@ -11,7 +11,7 @@ from portguard.apply import (
     plan_change,
 )
 from portguard.backends.nftables import open_kernel
-from portguard.state import StateDir
+from portguard.state import Action, StateDir
 
 __all__ = ["remove_table"]
 
@@ -21,5 +21,5 @@ def remove_table(
 ) -> ApplyOutcome:
     """Delete `table inet portguard` and record the removal (intent first, like apply)."""
     kernel = open_kernel()
-    plan = plan_change(Target(None), gather_facts(kernel, state))
+    plan = plan_change(Target(None, action=Action.REMOVE), gather_facts(kernel, state))
     return execute(plan, kernel, state, lock_timeout=lock_timeout, verify_unchanged=False)

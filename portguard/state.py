@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ from portguard.render.nft_table import NftTable, table_from_json
 __all__ = [
     "DEFAULT_STATE_DIR",
     "STATE_DIR_ENV",
+    "Action",
     "AppliedState",
     "LockTimeout",
     "PendingChange",
@@ -71,6 +73,17 @@ def now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class Action(StrEnum):
+    """What made a change: the `source` of a record and the `action` of a history row."""
+
+    APPLY = "apply"
+    BOOT = "boot"
+    BOOT_FALLBACK = "boot-fallback"
+    REVERT = "revert"
+    ROLLBACK = "rollback"
+    REMOVE = "remove"
+
+
 @dataclass(frozen=True)
 class AppliedState:
     """One applied policy: its source, its rendering, and the kernel's listing right after."""
@@ -80,6 +93,7 @@ class AppliedState:
     table: NftTable
     listing: str
     applied_at: str
+    source: Action = Action.APPLY
 
     @property
     def digest(self) -> str:
@@ -259,6 +273,7 @@ class StateDir:
                 table=table,
                 listing=listing,
                 applied_at=_field(data, "applied_at"),
+                source=Action(str(data.get("source", Action.APPLY.value))),
             )
         except ValueError as error:
             raise StateError(f"{path}: damaged record: {error}") from None
@@ -310,6 +325,7 @@ def _applied_json(applied: AppliedState) -> dict[str, object]:
         "listing": applied.listing,
         "listing_sha256": listing_digest(applied.listing),
         "applied_at": applied.applied_at,
+        "source": applied.source.value,
     }
 
 
