@@ -15,12 +15,17 @@ safe (the fail-closed invariant, DESIGN §4):
 
 A kill -9 between 2 and 3 leaves the new rules, named by their marker; pending.json names
 them, so `status` and the next command know exactly which rendering is live.
+
+4. last, still under the lock, one history row (history.py): "applied" (kernel changed),
+   "recorded" (records only) or "failed: ..." (then the error is re-raised). A no-op makes
+   no row. A history that cannot be written is a warning (lost on failure) and never
+   touches the kernel.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from portguard.backends.nft_swap import load_table, replace_whole
@@ -29,6 +34,7 @@ from portguard.drift import RulesetState, classify, table_in_force
 from portguard.errors import PortguardError
 from portguard.facts.ruleset import LiveTable, read_live_table
 from portguard.faults import checkpoint
+from portguard.history import note_change
 from portguard.policy import parse_policy
 from portguard.policy.load import LoadedPolicy, read_policy_bytes
 from portguard.render.nft_table import NftTable
@@ -171,28 +177,47 @@ def execute(
             )
         plan = plan_change(plan.target, facts)
         warnings = list(facts.records.warnings)
-        if not plan.kernel_change and not plan.record_change:
+        if not plan.kernel_change and not plan.record_change:  # a no-op: no history row
             return ApplyOutcome(False, plan.state, facts.records.applied, tuple(warnings))
-        keep = keep_unrecorded and facts.live is None
+        keep = keep_unrecorded and plan.facts.live is None
         try:
-            state.record_pending(_pending(plan.target))
-        except StateError as error:
-            if not keep:
-                raise
-            warnings.append(f"{error}; applying without a record")
-        checkpoint("pending-written")
-        if plan.kernel_change:
-            _change_kernel(kernel, plan, state)
-        try:
-            applied = _record(kernel, plan.target, state, promote=promote, warnings=warnings)
-        except PortguardError as error:
-            if keep:
-                warnings.append(f"{error}; the new rules stay in force unrecorded")
-                return ApplyOutcome(plan.kernel_change, plan.state, None, tuple(warnings))
-            if plan.kernel_change:
-                _roll_back(kernel, facts, error)
+            done = _carry_out(plan, kernel, state, promote=promote, keep=keep, warnings=warnings)
+        except PortguardError as error:  # history after the rollback; it never stops a change
+            note_change(state, plan.target, f"failed: {error}")
             raise
-        return ApplyOutcome(plan.kernel_change, plan.state, applied, tuple(warnings))
+        noted = note_change(state, plan.target, "applied" if done.changed else "recorded")
+        return replace(done, warnings=done.warnings + noted)
+
+
+def _carry_out(
+    plan: ChangePlan,
+    kernel: NftKernel,
+    state: StateDir,
+    *,
+    promote: bool,
+    keep: bool,
+    warnings: list[str],
+) -> ApplyOutcome:
+    """Intent, kernel change, record (or rollback): steps 1-3 of the module doc, under the lock."""
+    try:
+        state.record_pending(_pending(plan.target))
+    except StateError as error:
+        if not keep:
+            raise
+        warnings.append(f"{error}; applying without a record")
+    checkpoint("pending-written")
+    if plan.kernel_change:
+        _change_kernel(kernel, plan, state)
+    try:
+        applied = _record(kernel, plan.target, state, promote=promote, warnings=warnings)
+    except PortguardError as error:
+        if keep:
+            warnings.append(f"{error}; the new rules stay in force unrecorded")
+            return ApplyOutcome(plan.kernel_change, plan.state, None, tuple(warnings))
+        if plan.kernel_change:
+            _roll_back(kernel, plan.facts, error)
+        raise
+    return ApplyOutcome(plan.kernel_change, plan.state, applied, tuple(warnings))
 
 
 def _pending(target: Target) -> PendingChange:
