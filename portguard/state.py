@@ -278,6 +278,18 @@ class StateDir:
         except ValueError as error:
             raise StateError(f"{path}: damaged record: {error}") from None
 
+    def read_json_record(self, name: str) -> dict[str, object] | None:
+        """A JSON object record by file name (None if absent); StateError if damaged."""
+        return self._read_json(name)
+
+    def write_json_record(self, name: str, data: Mapping[str, object]) -> None:
+        """Write a JSON object record atomically (temp file, fsync, rename)."""
+        self._write_json(name, data)
+
+    def remove_record(self, name: str) -> None:
+        """Remove a record file if it is there."""
+        self._unlink(name)
+
     def _read_json(self, name: str) -> dict[str, object] | None:
         path = self.path / name
         if not path.exists():

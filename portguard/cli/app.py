@@ -11,6 +11,7 @@ import typer
 from portguard.cli import (
     apply_cmd,
     check_cmd,
+    confirm_cmd,
     diff_cmd,
     enforce_cmd,
     install_cmd,
@@ -50,6 +51,7 @@ for module in (
     check_cmd,
     render_cmd,
     apply_cmd,
+    confirm_cmd,
     status_cmd,
     remove_cmd,
     install_cmd,

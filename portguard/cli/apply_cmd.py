@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
-from portguard.apply import DEFAULT_LOCK_TIMEOUT, execute, gather_facts, load_target, plan_change
+from portguard.apply import DEFAULT_LOCK_TIMEOUT, gather_facts, load_target, plan_change
 from portguard.backends.nftables import open_kernel
 from portguard.cli import windows_cmds
 from portguard.cli.boot_report import run_boot
+from portguard.cli.confirm_cmd import execute_with_confirm, report_confirm
 from portguard.cli.lockout_guard import guard_apply
 from portguard.cli.output import out, print_warnings, print_warnings_text
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
@@ -52,6 +53,15 @@ def apply(
             " an unusable policy puts last-known-good in force and exits 1.",
         ),
     ] = False,
+    confirm: Annotated[
+        float | None,
+        typer.Option(
+            "--confirm",
+            metavar="SECONDS",
+            help="Put the previous rules back after SECONDS unless `portguard confirm` runs"
+            " (or you answer yes at the prompt).",
+        ),
+    ] = None,
 ) -> int:
     """Render POLICY and load it as table inet portguard, replacing the old one atomically."""
     if boot:
@@ -75,7 +85,9 @@ def apply(
     prompted = not yes and sys.stdin.isatty() and plan.kernel_change
     if prompted:
         typer.confirm(f"Replace portguard's rules with the rules of {policy}?", abort=True)
-    outcome = execute(plan, kernel, state, lock_timeout=lock_timeout, verify_unchanged=prompted)
+    outcome, awaiting = execute_with_confirm(
+        plan, kernel, state, confirm, lock_timeout=lock_timeout, verify_unchanged=prompted
+    )
     print_warnings_text(outcome.warnings[len(plan.facts.records.warnings) :])
     if outcome.changed:
         out(f"{policy}: applied ({BEFORE_TEXT[outcome.state_before]})")
@@ -83,6 +95,8 @@ def apply(
         out(f"{policy}: already in force; recorded")
     else:
         out(f"{policy}: unchanged, nothing to do")
+    if awaiting is not None:
+        report_confirm(awaiting, kernel, state, ask=not yes and sys.stdin.isatty())
     return 0
 
 

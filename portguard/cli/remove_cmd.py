@@ -11,6 +11,7 @@ from portguard.apply import DEFAULT_LOCK_TIMEOUT
 from portguard.cli import windows_cmds
 from portguard.cli.output import out, print_warnings_text
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
+from portguard.confirm import end_confirm
 from portguard.remove import remove_table
 
 __all__ = ["register"]
@@ -29,6 +30,8 @@ def remove(
         return windows_cmds.remove_on_windows()
     outcome = remove_table(state, lock_timeout=lock_timeout)
     print_warnings_text(outcome.warnings)
+    if outcome.changed and end_confirm(state) is not None:
+        out("portguard: this removal ends the pending confirmation (nothing will be reverted)")
     if outcome.changed:
         out("removed table inet portguard")
     else:

@@ -12,10 +12,12 @@ from portguard.backends.nftables import open_kernel
 from portguard.cli import windows_cmds
 from portguard.cli.output import out, print_warnings, print_warnings_text, printable
 from portguard.cli.state_options import StateDirOption, open_state_dir
+from portguard.confirm import PendingConfirm, read_confirm
 from portguard.drift import RulesetState, classify, table_in_force, unified_diff, unrecorded
 from portguard.policy import load_policy
 from portguard.render.nft_table import NftTable
 from portguard.render.nftables import render_table
+from portguard.state import StateDir, StateError
 
 __all__ = ["register"]
 
@@ -45,15 +47,31 @@ def status(
     elif windows_cmds.on_windows():
         return windows_cmds.status_on_windows(None, check=check)
     kernel = open_kernel()  # first: not root or no python-nftables is the error to report
-    facts = gather_facts(kernel, open_state_dir(state_dir))
+    state = open_state_dir(state_dir)
+    facts = gather_facts(kernel, state)
     print_warnings_text(facts.records.warnings)
     verdict = classify(rendering, facts.records, facts.live)
     out(f"table inet portguard: {verdict}")
     for line in _details(verdict, facts, rendering, policy):
         out(line)
+    awaiting = _awaiting_confirm(state)
+    if awaiting is not None:
+        out(
+            f"awaiting confirmation: the previous rules come back at {awaiting.deadline}"
+            " unless `portguard confirm` runs"
+        )
     if check:
         return EXIT_IN_SYNC if verdict is RulesetState.IN_SYNC else EXIT_DRIFT
     return 0
+
+
+def _awaiting_confirm(state: StateDir) -> PendingConfirm | None:
+    """The pending `apply --confirm`, if any (a damaged record is a warning)."""
+    try:
+        return read_confirm(state)
+    except StateError as error:
+        print_warnings_text([f"{error} (ignored)"])
+        return None
 
 
 def _details(
