@@ -114,12 +114,12 @@ class History:
     """The history database of one state dir; `keep` bounds the number of rows."""
 
     path: Path
-    keep: int = DEFAULT_KEEP
+    keep: int | None = None  # None: $PORTGUARD_HISTORY_KEEP, else DEFAULT_KEEP
 
     @classmethod
     def of(cls, state: StateDir, keep: int | None = None) -> History:
-        """The history in `state`'s directory (keep: the argument, else the env, else 1000)."""
-        return cls(state.path / HISTORY_FILE, history_keep() if keep is None else keep)
+        """The history in `state`'s directory."""
+        return cls(state.path / HISTORY_FILE, keep)
 
     def record(
         self,
@@ -132,6 +132,7 @@ class History:
         at: str | None = None,
     ) -> int:
         """Add one row (and drop rows beyond `keep`); its id. HistoryError on any failure."""
+        keep = history_keep() if self.keep is None else self.keep
         table_text = None if table is None else json.dumps(table.to_json(), separators=(",", ":"))
         row = (
             at or now_text(),
@@ -155,7 +156,7 @@ class History:
             db.execute(
                 "DELETE FROM history WHERE id < (SELECT id FROM history ORDER BY id DESC"
                 " LIMIT 1 OFFSET ?)",
-                (max(self.keep, 1) - 1,),
+                (max(keep, 1) - 1,),
             )
             db.execute("COMMIT")
             new_id = cursor.lastrowid
@@ -204,7 +205,9 @@ class History:
         """An open database (None: absent and not `create`); sqlite and OS errors → HistoryError."""
         db: sqlite3.Connection | None = None
         try:
-            _check_dir(self.path.parent)
+            if not _check_dir(self.path.parent, create=create):
+                yield None
+                return
             if not _prepare_file(self.path, create=create):
                 yield None
                 return
@@ -262,12 +265,15 @@ def note_change(state: StateDir, change: Change, outcome: str) -> tuple[str, ...
     return tuple(warnings)
 
 
-def _check_dir(path: Path) -> None:
-    """The state dir's trust rules (see state.StateDir): ours, a real dir, not group-writable."""
+def _check_dir(path: Path, *, create: bool) -> bool:
+    """Whether the state dir exists, under its trust rules (see state.StateDir): ours, a real
+    directory, not writable by group or others (else HistoryError). Made 0700 if `create`."""
+    if create:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         info = os.lstat(path)
     except FileNotFoundError:
-        raise HistoryError(f"{path}: no state dir") from None
+        return False
     if not stat.S_ISDIR(info.st_mode):
         raise HistoryError(f"{path}: state dir is not a directory (or is a symlink)")
     if info.st_uid != os.geteuid() or info.st_mode & 0o022:
@@ -275,6 +281,7 @@ def _check_dir(path: Path) -> None:
             f"{path}: state dir is writable by others or not owned by this user;"
             " refusing to trust it (chown it and chmod 700)"
         )
+    return True
 
 
 def _prepare_file(path: Path, *, create: bool) -> bool:
