@@ -36,6 +36,7 @@ __all__ = [
     "HistoryError",
     "history_keep",
     "note_change",
+    "trusted_state_dir",
 ]
 
 HISTORY_FILE = "history.sqlite3"
@@ -205,7 +206,7 @@ class History:
         """An open database (None: absent and not `create`); sqlite and OS errors → HistoryError."""
         db: sqlite3.Connection | None = None
         try:
-            if not _check_dir(self.path.parent, create=create):
+            if not trusted_state_dir(self.path.parent, create=create):
                 yield None
                 return
             if not _prepare_file(self.path, create=create):
@@ -265,7 +266,7 @@ def note_change(state: StateDir, change: Change, outcome: str) -> tuple[str, ...
     return tuple(warnings)
 
 
-def _check_dir(path: Path, *, create: bool) -> bool:
+def trusted_state_dir(path: Path, *, create: bool = False) -> bool:
     """Whether the state dir exists, under its trust rules (see state.StateDir): ours, a real
     directory, not writable by group or others (else HistoryError). Made 0700 if `create`."""
     if create:
@@ -274,12 +275,19 @@ def _check_dir(path: Path, *, create: bool) -> bool:
         info = os.lstat(path)
     except FileNotFoundError:
         return False
+    except OSError as error:
+        raise HistoryError(f"{path}: cannot read state dir: {error.strerror}") from None
     if not stat.S_ISDIR(info.st_mode):
         raise HistoryError(f"{path}: state dir is not a directory (or is a symlink)")
-    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+    if info.st_uid != os.geteuid():
         raise HistoryError(
-            f"{path}: state dir is writable by others or not owned by this user;"
-            " refusing to trust it (chown it and chmod 700)"
+            f"{path}: state dir belongs to uid {info.st_uid}, not to this user (uid"
+            f" {os.geteuid()}); run as its owner (root for /var/lib/portguard) or pass --state-dir"
+        )
+    if info.st_mode & 0o022:
+        raise HistoryError(
+            f"{path}: state dir is writable by group or others;"
+            " refusing to trust it (chmod 700 it)"
         )
     return True
 

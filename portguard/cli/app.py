@@ -20,6 +20,8 @@ from portguard.cli import (
     ports_cmd,
     remove_cmd,
     render_cmd,
+    rollback_cmd,
+    show_cmd,
     status_cmd,
 )
 from portguard.errors import PortguardError
@@ -55,7 +57,9 @@ for module in (
     confirm_cmd,
     status_cmd,
     history_cmd,
+    show_cmd,
     remove_cmd,
+    rollback_cmd,
     install_cmd,
     ports_cmd,
     plan_cmd,
