@@ -1,8 +1,15 @@
-"""Pure: would a policy cut off the SSH session that applies it, or other exposed services?"""
+"""Pure: would a policy cut off a live admin session, the one applying it, or other services?
+
+A live session is an established inbound TCP connection (peer, local port) with the
+interface the kernel routes the peer through. A session to a port where sshd listens is an
+admin session: a policy that would refuse a NEW connection from that peer to that port is
+refused. Sessions to other services that it would cut are only reported.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from portguard.errors import PortguardError
@@ -11,12 +18,24 @@ from portguard.plan import GENERIC_INTERFACE, SocketVerdict, judge_socket
 from portguard.verdict import ConnState, Packet, PacketProto, Verdict, verdict
 
 __all__ = [
+    "ADMIN_PROCESSES",
+    "LiveSession",
     "LockoutRefused",
+    "SessionsCut",
     "SshConnection",
+    "could_refuse",
     "lockout_reason",
+    "open_to_everyone",
     "parse_ssh_connection",
+    "refusal_reason",
     "services_cut_off",
+    "session_warnings",
+    "sessions_cut",
 ]
+
+# Process names (comm) of the SSH daemons whose listening ports carry admin sessions.
+ADMIN_PROCESSES = frozenset({"sshd"})
+MAX_SESSION_WARNINGS = 5
 
 
 class LockoutRefused(PortguardError):
@@ -50,6 +69,91 @@ def parse_ssh_connection(value: str | None) -> SshConnection | None:
     if isinstance(client, IPv6Address) and client.ipv4_mapped is not None:
         client = client.ipv4_mapped
     return SshConnection(client, client_port, server, server_port)
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """An established inbound TCP connection: who, to which local port, arriving where."""
+
+    peer: IPv4Address | IPv6Address
+    port: int  # the local port (where the service listens)
+    interface: str | None  # where the peer's packets arrive (route lookup); None: unknown
+    admin: bool  # sshd listens on `port` (Windows: TermService)
+
+
+@dataclass(frozen=True)
+class SessionsCut:
+    """The live sessions a policy would refuse to let reconnect, split by kind."""
+
+    admin: tuple[LiveSession, ...]
+    other: tuple[LiveSession, ...]
+
+
+def open_to_everyone(policy: Policy, port: int) -> bool:
+    """Whether some entry accepts TCP to `port` from anywhere, on any interface."""
+    return any(
+        rule.sources is None
+        and rule.interface is None
+        and "tcp" in {p.value for p in rule.protos}
+        and any(port in r for r in rule.ports)
+        for rule in policy.allow
+    )
+
+
+def could_refuse(policy: Policy, peer: IPv4Address | IPv6Address, port: int) -> bool:
+    """Whether a NEW connection from `peer` to `port` is refused on some non-loopback interface.
+
+    Entries tied to an interface are left out, so False means accepted whatever the interface:
+    only a True needs the arriving interface (a route lookup) to decide.
+    """
+    anywhere = replace(policy, allow=tuple(r for r in policy.allow if r.interface is None))
+    return _refused(anywhere, peer, port, GENERIC_INTERFACE)
+
+
+def sessions_cut(policy: Policy, sessions: Iterable[LiveSession]) -> SessionsCut:
+    """The sessions from which `policy` would refuse a NEW connection to the same port."""
+    cut = [
+        s
+        for s in sessions
+        if not s.peer.is_loopback
+        and _refused(policy, s.peer, s.port, s.interface or GENERIC_INTERFACE)
+    ]
+    return SessionsCut(
+        admin=tuple(s for s in cut if s.admin), other=tuple(s for s in cut if not s.admin)
+    )
+
+
+def refusal_reason(policy: Policy, ssh_reason: str | None, cut: SessionsCut) -> str | None:
+    """One line: why applying `policy` is refused (SSH_CONNECTION first), or None."""
+    if ssh_reason is not None:
+        return ssh_reason
+    if not cut.admin:
+        return None
+    first = cut.admin[0]
+    more = len(cut.admin) - 1
+    others = f" (and {more} more admin session{'s' if more != 1 else ''})" if more else ""
+    return (
+        f"{policy.path} would refuse new connections from {first.peer} to port {first.port},"
+        f" where a live sshd session from that address arrives on"
+        f" {first.interface or 'an unknown interface'}{others}"
+    )
+
+
+def session_warnings(cut: SessionsCut) -> tuple[str, ...]:
+    """Warning texts for non-admin sessions that could not reconnect (at most a few, counted)."""
+    lines = [
+        f"new connections from {s.peer} to port {s.port} would be refused"
+        " (a live session now; it lasts, a reconnect would not)"
+        for s in cut.other[:MAX_SESSION_WARNINGS]
+    ]
+    if len(cut.other) > MAX_SESSION_WARNINGS:
+        lines.append(f"... and {len(cut.other) - MAX_SESSION_WARNINGS} more such sessions")
+    return tuple(lines)
+
+
+def _refused(policy: Policy, peer: IPv4Address | IPv6Address, port: int, interface: str) -> bool:
+    packet = Packet(PacketProto.TCP, peer, interface, dport=port, state=ConnState.NEW)
+    return verdict(policy, packet) is not Verdict.ACCEPT
 
 
 def lockout_reason(

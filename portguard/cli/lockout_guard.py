@@ -1,4 +1,4 @@
-"""The lockout guard as apply runs it: read SSH_CONNECTION and the sockets, refuse or warn."""
+"""The lockout guard as apply runs it: read the live sessions and SSH_CONNECTION, refuse or warn."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import os
 from portguard.cli.output import err
 from portguard.errors import PortguardError
 from portguard.facts import listening_sockets
+from portguard.facts.sessions import live_sessions, route_interface
 from portguard.lockout import (
     LockoutRefused,
     SshConnection,
     lockout_reason,
     parse_ssh_connection,
+    refusal_reason,
     services_cut_off,
+    session_warnings,
+    sessions_cut,
 )
 from portguard.model import Policy
 
@@ -20,20 +24,25 @@ __all__ = ["arrival_interface", "guard_apply"]
 
 
 def guard_apply(policy: Policy, *, force: bool) -> None:
-    """Raise LockoutRefused if `policy` cuts off this SSH session (unless force); warn of others.
+    """Raise LockoutRefused if `policy` cuts a live admin session (unless force); warn of others.
 
-    The warnings go to stderr before apply's own confirmation prompt (a TTY without --yes,
+    Admin sessions are the established connections to a port where sshd listens, and the
+    session in SSH_CONNECTION. Sessions that cannot be read refuse too (unless force). The
+    warnings go to stderr before apply's own confirmation prompt (a TTY without --yes,
     when the apply would change something).
     """
     ssh = parse_ssh_connection(os.environ.get("SSH_CONNECTION"))
-    reason = lockout_reason(policy, ssh, arrival_interface(ssh))
-    if reason is not None and not force:
-        raise LockoutRefused(
-            f"portguard: refusing to apply: {reason}; nothing was changed"
-            " (allow it in the policy, or use --force)"
-        )
-    if reason is not None:
-        err(f"portguard: warning: --force: {reason}")
+    ssh_reason = lockout_reason(policy, ssh, arrival_interface(ssh))
+    try:
+        cut = sessions_cut(policy, live_sessions(policy))
+    except PortguardError as why:
+        _refuse_or_warn(ssh_reason or f"cannot see the live sessions: {why}", force=force)
+    else:
+        refusal = refusal_reason(policy, ssh_reason, cut)
+        if refusal is not None:
+            _refuse_or_warn(refusal, force=force)
+        for line in session_warnings(cut):
+            err(f"portguard: warning: {line}")
     try:
         sockets = listening_sockets()
     except PortguardError as why:  # the warning is a courtesy; it must not stop the apply
@@ -47,14 +56,17 @@ def guard_apply(policy: Policy, *, force: bool) -> None:
         )
 
 
+def _refuse_or_warn(reason: str, *, force: bool) -> None:
+    if not force:
+        raise LockoutRefused(
+            f"portguard: refusing to apply: {reason}; nothing was changed"
+            " (allow it in the policy, or use --force)"
+        )
+    err(f"portguard: warning: --force: {reason}")
+
+
 def arrival_interface(ssh: SshConnection | None) -> str | None:
-    """The local interface holding the session's server address, if one does."""
+    """The interface the kernel routes the SSH client through (from the server address)."""
     if ssh is None:
         return None
-    import psutil  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415 - only over SSH
-
-    for name, addresses in psutil.net_if_addrs().items():
-        for address in addresses:
-            if address.address.split("%", 1)[0] == str(ssh.server):
-                return str(name)
-    return None
+    return route_interface(ssh.client, ssh.server)

@@ -3,6 +3,8 @@
 The kernel is asked only for TCP sockets in LISTEN and UDP sockets in CLOSE (bound but
 unconnected), so a host with 60k established connections costs no more than an idle one.
 Owners come from one pass over /proc/*/fd that stops as soon as every wanted inode is found.
+Established connections (for the lockout guard) are asked for by state and local port: the
+kernel runs a port-range filter (inet_diag bytecode) and sends back only the matches.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ from portguard.errors import PortguardError
 from portguard.model import ListeningSocket, Proto
 
 __all__ = [
+    "RawConnection",
     "RawSocket",
     "SocketFactsError",
     "linux_listening_sockets",
     "owners_of",
+    "parse_connections",
     "parse_diag_messages",
+    "port_filter_bytecode",
+    "query_established",
     "query_sock_diag",
+    "socket_inodes_of",
 ]
 
 NETLINK_SOCK_DIAG = 4
@@ -33,6 +40,7 @@ NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+TCP_ESTABLISHED = 1
 TCP_LISTEN = 10
 TCP_CLOSE = 7  # an unconnected UDP socket
 NLMSG_HEADER = struct.Struct("=IHHII")
@@ -41,6 +49,15 @@ DIAG_REQUEST = struct.Struct("=BBBBI48s")
 # cookie, expires, rqueue, wqueue, uid, inode.
 DIAG_MESSAGE = struct.Struct("=BBBB2s2s16s16sI8sIIIII")
 ATTRIBUTE_HEADER = struct.Struct("=HH")
+INET_DIAG_REQ_BYTECODE = 1
+# inet_diag_bc_op: code, yes (jump when true), no (jump when false); a port comparison is
+# followed by a second op whose `no` field holds the port (host byte order).
+BC_OP = struct.Struct("=BBH")
+INET_DIAG_BC_JMP = 1
+INET_DIAG_BC_S_GE = 2
+INET_DIAG_BC_S_LE = 3
+RANGE_CODE = 20  # bytes of bytecode per port range
+MAX_FILTER_RANGES = 512  # beyond this, the kernel filters by state only and Python by port
 INET_DIAG_SKV6ONLY = 11  # sent for IPv6 sockets in LISTEN or CLOSE
 RECV_BUFFER = 1 << 20
 PROTO_NUMBERS = MappingProxyType({Proto.TCP: socket.IPPROTO_TCP, Proto.UDP: socket.IPPROTO_UDP})
@@ -92,14 +109,97 @@ def _sort_key(fact: ListeningSocket) -> tuple[str, int, int, str, int]:
 
 def query_sock_diag(proto: Proto, family: int) -> list[RawSocket]:
     """Dump the listening (TCP) or unconnected (UDP) sockets of one protocol and family."""
-    request = DIAG_REQUEST.pack(family, PROTO_NUMBERS[proto], 0, 0, STATE_FILTER[proto], b"")
+    bodies = _dump(family, PROTO_NUMBERS[proto], STATE_FILTER[proto], b"")
+    return list(parse_diag_messages(proto, bodies))
+
+
+@dataclass(frozen=True)
+class RawConnection:
+    """One established TCP connection: local end, remote end, bound interface index."""
+
+    local: IPv4Address | IPv6Address
+    local_port: int
+    peer: IPv4Address | IPv6Address
+    peer_port: int
+    ifindex: int  # set for IPv6 link-local peers (the interface it arrived on), else 0
+
+
+def query_established(family: int, local_ports: Iterable[int]) -> list[RawConnection]:
+    """Established TCP connections of one family whose local port is in `local_ports`.
+
+    The kernel filters by state and, through inet_diag bytecode, by port ranges, so only
+    the matching connections cross into Python, however many others the host holds.
+    """
+    ports = sorted(set(local_ports))
+    if not ports:
+        return []
+    ranges = _port_ranges(ports)
+    bytecode = port_filter_bytecode(ranges) if len(ranges) <= MAX_FILTER_RANGES else b""
+    bodies = _dump(family, socket.IPPROTO_TCP, 1 << TCP_ESTABLISHED, bytecode)
+    wanted = frozenset(ports)
+    return [c for c in parse_connections(bodies) if c.local_port in wanted]
+
+
+def port_filter_bytecode(ranges: Iterable[tuple[int, int]]) -> bytes:
+    """inet_diag bytecode accepting a socket whose local port lies in one of `ranges`.
+
+    Each range is `S_GE lo`, `S_LE hi`, `JMP end` (20 bytes). A miss jumps to the next
+    range, or 4 bytes past the end (reject) after the last; reaching the end accepts. Every
+    `yes` steps to the next op, as the kernel's audit requires of jump targets.
+    """
+    spans = list(ranges)
+    total = RANGE_CODE * len(spans)
+    code = bytearray()
+    for index, (low, high) in enumerate(spans):
+        offset = RANGE_CODE * index
+        miss = RANGE_CODE if index < len(spans) - 1 else total - offset + 4
+        code += BC_OP.pack(INET_DIAG_BC_S_GE, 8, miss) + BC_OP.pack(0, 0, low)
+        code += BC_OP.pack(INET_DIAG_BC_S_LE, 8, miss - 8) + BC_OP.pack(0, 0, high)
+        code += BC_OP.pack(INET_DIAG_BC_JMP, 4, total - offset - 16)
+    return bytes(code)
+
+
+def _port_ranges(ports: list[int]) -> list[tuple[int, int]]:
+    """Sorted ports merged into inclusive (low, high) runs."""
+    ranges: list[tuple[int, int]] = []
+    for port in ports:
+        if ranges and ranges[-1][1] + 1 == port:
+            ranges[-1] = (ranges[-1][0], port)
+        else:
+            ranges.append((port, port))
+    return ranges
+
+
+def parse_connections(bodies: Iterable[bytes]) -> Iterator[RawConnection]:
+    """Turn inet_diag_msg bodies of connected sockets into RawConnections."""
+    for body in bodies:
+        family, _state, _t, _r, sport, dport, src, dst, ifindex, *_rest = DIAG_MESSAGE.unpack_from(
+            body
+        )
+        yield RawConnection(
+            _address(family, src),
+            int.from_bytes(sport, "big"),
+            _address(family, dst),
+            int.from_bytes(dport, "big"),
+            ifindex,
+        )
+
+
+def _dump(family: int, protocol: int, states: int, bytecode: bytes) -> list[bytes]:
+    """One sock_diag dump: every message body, optionally filtered by `bytecode`."""
+    request = DIAG_REQUEST.pack(family, protocol, 0, 0, states, b"")
+    if bytecode:
+        attribute = ATTRIBUTE_HEADER.pack(
+            ATTRIBUTE_HEADER.size + len(bytecode), INET_DIAG_REQ_BYTECODE
+        )
+        request += attribute + bytecode  # bytecode is 4-aligned
     header = NLMSG_HEADER.pack(
         NLMSG_HEADER.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0
     )
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as link:
             link.sendto(header + request, (0, 0))
-            return list(parse_diag_messages(proto, _receive_dump(link)))
+            return list(_receive_dump(link))
     except OSError as exc:
         raise SocketFactsError(f"cannot read the socket table (sock_diag): {exc}") from None
 
@@ -182,6 +282,35 @@ def owners_of(inodes: set[int]) -> dict[int, tuple[int, str | None]]:
                 if not wanted:
                     return found
     return found
+
+
+def socket_inodes_of(names: frozenset[str]) -> tuple[set[int], list[int]]:
+    """Socket inodes held by processes whose name (comm) is in `names`, and unreadable pids.
+
+    Only /proc/PID/comm is read for every process; descriptors only for those named. A pid
+    named so whose descriptors cannot be read (no CAP_SYS_PTRACE) is listed as unreadable.
+    """
+    inodes: set[int] = set()
+    unreadable: list[int] = []
+    for name in os.listdir(PROC):
+        if not name.isdigit() or _process_name(int(name)) not in names:
+            continue
+        directory = f"{PROC}/{name}/fd/"
+        try:
+            fds = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            unreadable.append(int(name))
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(directory + fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes, unreadable
 
 
 def _netns_of(pid: str) -> str | None:

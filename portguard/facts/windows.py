@@ -1,4 +1,7 @@
-"""Listening sockets through psutil: the Windows facts path (psutil works on Linux too).
+"""Listening sockets and live sessions through psutil: the Windows facts path.
+
+psutil works on Linux too. The admin sessions on Windows are RDP: established connections
+to a port that the TermService service's process listens on (3389 unless changed).
 
 On Windows, PID 4 ("System") owns the sockets of kernel-mode listeners such as HTTP.sys
 (IIS, WinRM, WSD ...): the process name says so, because the real owner is a driver.
@@ -8,12 +11,25 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
-from portguard.model import ListeningSocket, Proto
+from portguard.facts.sessions import sessions_from
+from portguard.facts.sockets import RawConnection
+from portguard.lockout import LiveSession, open_to_everyone
+from portguard.model import ListeningSocket, Policy, Proto
 
-__all__ = ["SYSTEM_PID", "SYSTEM_PROCESS", "listening_sockets", "sockets_from_connections"]
+__all__ = [
+    "RDP_SERVICE",
+    "SYSTEM_PID",
+    "SYSTEM_PROCESS",
+    "listening_sockets",
+    "live_sessions",
+    "sessions_from_connections",
+    "sockets_from_connections",
+]
+
+RDP_SERVICE = "TermService"
 
 SYSTEM_PID = 4
 SYSTEM_PROCESS = "System (HTTP.sys or another kernel-mode listener)"
@@ -53,3 +69,51 @@ def listening_sockets() -> tuple[ListeningSocket, ...]:
     import psutil  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
 
     return sockets_from_connections(psutil.net_connections(kind="inet"), _process_name)
+
+
+def sessions_from_connections(
+    policy: Policy, connections: Iterable[Any], admin_pids: frozenset[int]
+) -> tuple[LiveSession, ...]:
+    """Live sessions among psutil `connections`: established TCP to a listening port.
+
+    A port that a process in `admin_pids` (TermService) listens on is an admin port. The
+    arriving interface is not looked up on Windows (None: as an interface no entry names).
+    """
+    conns = list(connections)
+    listening = {
+        int(c.laddr.port): c.pid
+        for c in conns
+        if c.type == socket.SOCK_STREAM and c.status == "LISTEN"  # psutil.CONN_LISTEN
+    }
+    admin_ports = frozenset(port for port, pid in listening.items() if pid in admin_pids)
+    established = [
+        RawConnection(_host(c.laddr.ip), int(c.laddr.port), _host(c.raddr.ip), int(c.raddr.port), 0)
+        for c in conns
+        if c.type == socket.SOCK_STREAM
+        and c.status == "ESTABLISHED"  # psutil.CONN_ESTABLISHED
+        and c.raddr
+        and int(c.laddr.port) in listening
+        and not open_to_everyone(policy, int(c.laddr.port))
+    ]
+    return sessions_from(policy, established, admin_ports, router=lambda _peer, _local: None)
+
+
+def _host(text: str) -> IPv4Address | IPv6Address:
+    address = ip_address(str(text).split("%", 1)[0])
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def live_sessions(policy: Policy) -> tuple[LiveSession, ...]:
+    """Established inbound TCP sessions here; RDP (TermService) sessions are admin sessions."""
+    import psutil  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
+
+    admin_pids: frozenset[int] = frozenset()
+    if hasattr(psutil, "win_service_get"):
+        try:
+            pid = psutil.win_service_get(RDP_SERVICE).pid()
+        except (psutil.Error, OSError):
+            pid = None
+        admin_pids = frozenset({pid}) if pid else frozenset()
+    return sessions_from_connections(policy, psutil.net_connections(kind="tcp"), admin_pids)
