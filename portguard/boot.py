@@ -1,7 +1,11 @@
 """`apply --boot`: apply the policy unattended, or fall back to last-known-good.
 
-At boot nobody can answer a prompt or read a traceback. So this path never prompts, waits for
-the state dir's lock only briefly, and skips the lockout guard. When the policy cannot be
+At boot nobody can answer a prompt or read a traceback. So this path never prompts and waits
+for the state dir's lock only briefly. It runs the lockout guard against the live sessions
+(at early boot there are none, so nothing changes there): when `portguard.path` re-applies
+an edit, a policy that would refuse a new connection from a live sshd session's peer to its
+port is refused, the rules in force stay exactly as they are (no last-known-good fallback,
+no record), and the command fails with one line. When the policy cannot be
 used (any failure to read, parse or validate it, internal errors included, or the kernel
 refuses it), the last-known-good ruleset from the state dir goes in force instead. A
 damaged applied.json is a warning, not a stop. Over an absent table, a state dir that
@@ -26,6 +30,9 @@ from portguard.apply import (
 )
 from portguard.backends.nftables import KernelRefused, NftKernel, open_kernel
 from portguard.errors import PortguardError
+from portguard.facts.sessions import live_sessions
+from portguard.lockout import refusal_reason, sessions_cut
+from portguard.model import Policy
 from portguard.state import Action, StateDir
 
 __all__ = ["BOOT_LOCK_TIMEOUT", "BootOutcome", "BootResult", "boot_apply"]
@@ -41,6 +48,7 @@ class BootResult(StrEnum):
     UNCHANGED = "unchanged"  # the policy was already in force
     FELL_BACK = "fell-back"  # the policy was unusable; last-known-good is in force
     LEFT_AS_IS = "left-as-is"  # nothing could be applied; the rules are as they were
+    REFUSED = "refused"  # the policy would cut a live admin session; the rules are as they were
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,10 @@ def boot_apply(
         target = replace(loaded_target, action=Action.BOOT)
     except Exception as error:  # any failure to read or validate falls back, internal too
         return _fall_back(f"{policy_path}: {_one_line(error)}", kernel, state, lock_timeout)
+    refused = _guard(loaded.policy)
+    if refused is not None:
+        line = f"portguard: {policy_path}: not applied: {refused}; rules in force left as they are"
+        return BootOutcome(BootResult.REFUSED, line)
     try:
         outcome = _execute(kernel, target, state, lock_timeout, promote=True)
     except KernelRefused as error:
@@ -83,6 +95,20 @@ def boot_apply(
         return BootOutcome(BootResult.APPLIED, line, outcome.warnings)
     line = f"portguard: {policy_path}: already in force{noted}"
     return BootOutcome(BootResult.UNCHANGED, line, outcome.warnings)
+
+
+def _guard(policy: Policy) -> str | None:
+    """Why `policy` must not replace the rules in force while sessions are live, or None.
+
+    Sessions that cannot be read refuse too: the rules in force stay (a reboot, where no
+    session exists yet, or `apply` with --force is the way past).
+    """
+    try:
+        sessions = live_sessions(policy)
+    except PortguardError as error:
+        return _one_line_text(f"cannot see the live sessions: {error}")
+    reason = refusal_reason(policy, None, sessions_cut(policy, sessions))
+    return None if reason is None else _one_line_text(f"lockout guard: {reason}")
 
 
 def _execute(
