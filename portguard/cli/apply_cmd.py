@@ -39,7 +39,8 @@ def apply(
         bool,
         typer.Option(
             "--force",
-            help="Apply even if the policy would refuse this SSH session (SSH_CONNECTION).",
+            help="Apply even if the policy would refuse a live admin session (an established"
+            " connection to a port sshd listens on, or SSH_CONNECTION).",
         ),
     ] = False,
     state_dir: StateDirOption = None,
@@ -49,8 +50,9 @@ def apply(
         bool,
         typer.Option(
             "--boot",
-            help="Unattended (systemd): no prompt, short lock wait, no lockout guard;"
-            " an unusable policy puts last-known-good in force and exits 1.",
+            help="Unattended (systemd): no prompt, short lock wait; a policy that would cut a"
+            " live sshd session is refused (rules kept, exit 1); an unusable policy puts"
+            " last-known-good in force and exits 1.",
         ),
     ] = False,
     confirm: Annotated[
