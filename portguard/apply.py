@@ -115,11 +115,18 @@ class ChangePlan:
 
     @property
     def record_change(self) -> bool:
-        """Whether the records must change although the kernel need not."""
-        records = self.facts.records
+        """Whether the records must change although the kernel need not.
+
+        Also when a boot fallback keeps the table in force, or a later change replaces a
+        fallback by the same table: the record must say whether a fallback is in force.
+        """
+        records, applied = self.facts.records, self.facts.records.applied
         if self.target.table is None:
-            return records.applied is not None or records.pending is not None
-        return records.applied is None or records.pending is not None
+            return applied is not None or records.pending is not None
+        if applied is None or records.pending is not None:
+            return True
+        fallback = Action.BOOT_FALLBACK
+        return (applied.source is fallback) != (self.target.action is fallback)
 
 
 @dataclass(frozen=True)
