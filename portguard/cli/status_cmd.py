@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +19,19 @@ from portguard.drift import RulesetState, classify, table_in_force, unified_diff
 from portguard.policy import load_policy
 from portguard.render.nft_table import NftTable
 from portguard.render.nftables import render_table
-from portguard.state import StateDir, StateError
+from portguard.state import Action, StateDir, StateError
 
 __all__ = ["register"]
 
 EXIT_IN_SYNC = 0
 EXIT_DRIFT = 3
+
+
+class StatusFormat(StrEnum):
+    """Output formats of `status`."""
+
+    TEXT = "text"
+    JSON = "json"
 
 
 def status(
@@ -32,8 +41,15 @@ def status(
     ] = None,
     check: Annotated[
         bool,
-        typer.Option("--check", help="Exit 0 when in sync, 3 when drifted, differing or absent."),
+        typer.Option(
+            "--check",
+            help="Exit 0 when in sync, 3 when drifted, differing or absent, or when"
+            " last-known-good is in force after a boot fallback.",
+        ),
     ] = False,
+    output_format: Annotated[
+        StatusFormat, typer.Option("--format", "-f", help="text or json.")
+    ] = StatusFormat.TEXT,
     state_dir: StateDirOption = None,
 ) -> int:
     """Say whether table inet portguard is loaded and matches what was applied."""
@@ -49,29 +65,65 @@ def status(
     kernel = open_kernel()  # first: not root or no python-nftables is the error to report
     state = open_state_dir(state_dir)
     facts = gather_facts(kernel, state)
-    print_warnings_text(facts.records.warnings)
     verdict = classify(rendering, facts.records, facts.live)
-    out(f"table inet portguard: {verdict}")
-    for line in _details(verdict, facts, rendering, policy):
-        out(line)
-    awaiting = _awaiting_confirm(state)
-    if awaiting is not None:
-        out(
-            f"awaiting confirmation: the previous rules come back at {awaiting.deadline}"
-            " unless `portguard confirm` runs"
-        )
+    awaiting, confirm_warnings = _awaiting_confirm(state)
+    warnings = [*facts.records.warnings, *confirm_warnings]
+    applied = facts.records.applied
+    fell_back = applied is not None and applied.source is Action.BOOT_FALLBACK
+    if output_format is StatusFormat.JSON:
+        out(json.dumps(_json(verdict, facts, awaiting, warnings), indent=2))
+    else:
+        print_warnings_text(warnings)
+        out(f"table inet portguard: {verdict}")
+        for line in _details(verdict, facts, rendering, policy):
+            out(line)
+        if fell_back and applied is not None:
+            out(
+                "last-known-good is in force after a boot fallback: the policy file at"
+                f" {printable(applied.policy_path)} could not be used (fix it, then apply it)"
+            )
+        if awaiting is not None:
+            out(
+                f"awaiting confirmation: the previous rules come back at {awaiting.deadline}"
+                " unless `portguard confirm` runs"
+            )
     if check:
-        return EXIT_IN_SYNC if verdict is RulesetState.IN_SYNC else EXIT_DRIFT
+        return EXIT_IN_SYNC if verdict is RulesetState.IN_SYNC and not fell_back else EXIT_DRIFT
     return 0
 
 
-def _awaiting_confirm(state: StateDir) -> PendingConfirm | None:
+def _awaiting_confirm(state: StateDir) -> tuple[PendingConfirm | None, list[str]]:
     """The pending `apply --confirm`, if any (a damaged record is a warning)."""
     try:
-        return read_confirm(state)
+        return read_confirm(state), []
     except StateError as error:
-        print_warnings_text([f"{error} (ignored)"])
-        return None
+        return None, [f"{error} (ignored)"]
+
+
+def _json(
+    verdict: RulesetState,
+    facts: RulesetFacts,
+    awaiting: PendingConfirm | None,
+    warnings: list[str],
+) -> dict[str, object]:
+    """`status --format json`: the state, the record in force, a pending confirm, warnings."""
+    applied = facts.records.applied
+    pending = facts.records.pending
+    return {
+        "state": verdict.value,
+        "policy_path": None if applied is None else applied.policy_path,
+        "applied_at": None if applied is None else applied.applied_at,
+        "source": None if applied is None else applied.source.value,
+        "boot_fallback": applied is not None and applied.source is Action.BOOT_FALLBACK,
+        "removed_at": facts.records.removed_at,
+        "unrecorded_apply": (
+            pending.policy_path
+            if pending is not None and unrecorded(facts.records, facts.live)
+            else None
+        ),
+        "pending_confirm": None if awaiting is None else awaiting.deadline,
+        "warnings": warnings,
+    }
 
 
 def _details(
