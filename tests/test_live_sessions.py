@@ -421,3 +421,22 @@ def test_kernel_filters_established_by_port(netns: Netns) -> None:
     filtered, everything = json.loads(done.stdout)
     assert filtered == [22, 22, 22, 80, 80, 80]
     assert everything == 24  # both ends of 12 connections
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("ptrace", [False, True])
+def test_boot_guard_needs_sys_ptrace_to_see_sshd(
+    net_lab: Lab, tmp_path: Path, ptrace: bool
+) -> None:
+    """In the unit's capability set without CAP_SYS_PTRACE the guard refuses, never guesses."""
+    caps = "-all,+net_admin" + (",+sys_ptrace" if ptrace else "")
+    policy = _write(tmp_path, "edited.yaml", WEB_ONLY)
+    argv = portguard_argv("apply", "--boot", "--state-dir", str(tmp_path / "s"), str(policy))
+    with server(net_lab.host, "sshd", "0.0.0.0", 22), session_from(net_lab.scanner, HOST_V4, 22):
+        done = net_lab.host.run(
+            ["setpriv", f"--bounding-set={caps}", *argv], check=False, env=clean_env()
+        )
+    assert done.returncode == 1
+    expected = "lockout guard:" if ptrace else "cannot see the live sessions:"
+    assert expected in done.stderr
+    assert _table(net_lab.host) == ""

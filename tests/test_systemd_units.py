@@ -86,9 +86,9 @@ def test_service_applies_with_boot_and_never_opens_on_stop() -> None:
 
 
 def test_service_hardening_keeps_what_nftables_needs() -> None:
-    """The sandbox keeps CAP_NET_ADMIN, netlink and the state dir, and no private network."""
+    """The sandbox keeps CAP_NET_ADMIN (+ CAP_SYS_PTRACE for the guard), netlink, the state dir."""
     unit = directives(UNITS / "portguard.service")
-    assert unit[("Service", "CapabilityBoundingSet")] == ["CAP_NET_ADMIN"]
+    assert unit[("Service", "CapabilityBoundingSet")] == ["CAP_NET_ADMIN CAP_SYS_PTRACE"]
     assert "AF_NETLINK" in words(unit, "Service", "RestrictAddressFamilies")
     assert unit[("Service", "ReadWritePaths")] == ["/var/lib/portguard"]
     assert unit[("Service", "ProtectSystem")] == ["strict"]

@@ -306,6 +306,9 @@ def socket_inodes_of(names: frozenset[str]) -> tuple[set[int], list[int]]:
         for fd in fds:
             try:
                 target = os.readlink(directory + fd)
+            except PermissionError:  # listed but not readable: not ours to trace
+                unreadable.append(int(name))
+                break
             except OSError:
                 continue
             if target.startswith("socket:["):
