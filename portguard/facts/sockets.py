@@ -49,6 +49,9 @@ DIAG_REQUEST = struct.Struct("=BBBBI48s")
 # cookie, expires, rqueue, wqueue, uid, inode.
 DIAG_MESSAGE = struct.Struct("=BBBB2s2s16s16sI8sIIIII")
 ATTRIBUTE_HEADER = struct.Struct("=HH")
+# Byte ranges of inet_diag_msg: the local port, then source, destination and interface.
+SESSION_KEY_SPORT = slice(4, 6)
+SESSION_KEY_REST = slice(8, 44)
 INET_DIAG_REQ_BYTECODE = 1
 # inet_diag_bc_op: code, yes (jump when true), no (jump when false); a port comparison is
 # followed by a second op whose `no` field holds the port (host byte order).
@@ -128,16 +131,25 @@ def query_established(family: int, local_ports: Iterable[int]) -> list[RawConnec
     """Established TCP connections of one family whose local port is in `local_ports`.
 
     The kernel filters by state and, through inet_diag bytecode, by port ranges, so only
-    the matching connections cross into Python, however many others the host holds.
+    the matching connections cross into Python, however many others the host holds. One
+    connection per (local address, local port, peer address, interface) is kept: those
+    that differ only in the peer's port are the same session for the guard, and are
+    dropped on the raw bytes, before any object is made.
     """
     ports = sorted(set(local_ports))
     if not ports:
         return []
     ranges = _port_ranges(ports)
     bytecode = port_filter_bytecode(ranges) if len(ranges) <= MAX_FILTER_RANGES else b""
-    bodies = _dump(family, socket.IPPROTO_TCP, 1 << TCP_ESTABLISHED, bytecode)
+    seen: set[bytes] = set()
+    distinct: list[bytes] = []
+    for body in _dump(family, socket.IPPROTO_TCP, 1 << TCP_ESTABLISHED, bytecode):
+        key = body[SESSION_KEY_SPORT] + body[SESSION_KEY_REST]  # all but the peer's port
+        if key not in seen:
+            seen.add(key)
+            distinct.append(body)
     wanted = frozenset(ports)
-    return [c for c in parse_connections(bodies) if c.local_port in wanted]
+    return [c for c in parse_connections(distinct) if c.local_port in wanted]
 
 
 def port_filter_bytecode(ranges: Iterable[tuple[int, int]]) -> bytes:
