@@ -29,6 +29,7 @@ from portguard.apply import (
     plan_change,
 )
 from portguard.backends.nftables import KernelRefused, NftKernel, open_kernel
+from portguard.confirm import read_confirm, revert_now, reverter_alive
 from portguard.errors import PortguardError
 from portguard.facts.sessions import live_sessions
 from portguard.lockout import refusal_reason, sessions_cut
@@ -73,6 +74,9 @@ def boot_apply(
         kernel = open_kernel()
     except PortguardError as error:
         return _left(f"{policy_path}: not applied: {_one_line(error)}")
+    unconfirmed = _revert_unconfirmed(kernel, state)
+    if unconfirmed is not None:
+        return unconfirmed
     try:
         loaded, loaded_target = load_target(policy_path)
         target = replace(loaded_target, action=Action.BOOT)
@@ -95,6 +99,35 @@ def boot_apply(
         return BootOutcome(BootResult.APPLIED, line, outcome.warnings)
     line = f"portguard: {policy_path}: already in force{noted}"
     return BootOutcome(BootResult.UNCHANGED, line, outcome.warnings)
+
+
+def _revert_unconfirmed(kernel: NftKernel, state: StateDir) -> BootOutcome | None:
+    """After a reboot inside an `apply --confirm` window, put the way back in force.
+
+    The reverter died with the machine; the rules awaiting confirmation were never
+    confirmed, so they do not stay. With the reverter still running (a restart of the unit,
+    no reboot), it keeps its deadline and the boot apply goes on as usual.
+    """
+    try:
+        pending = read_confirm(state)
+    except PortguardError as error:
+        return _left(f"{_one_line(error)}; not reverted")
+    if pending is None or reverter_alive(pending.reverter_pid):
+        return None
+    try:
+        outcome = revert_now(kernel, state)
+    except PortguardError as error:
+        return _left(
+            f"unconfirmed apply of {pending.awaiting_path}: revert failed: {_one_line(error)}"
+        )
+    how = "put back" if outcome is not None and outcome.changed else "kept"
+    return BootOutcome(
+        BootResult.FELL_BACK,
+        f"portguard: the apply of {pending.awaiting_path} was never confirmed (deadline"
+        f" {pending.deadline}); the rules in force before it are {how}; the policy file was"
+        " not applied",
+        outcome.warnings if outcome is not None else (),
+    )
 
 
 def _guard(policy: Policy) -> str | None:

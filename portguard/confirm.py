@@ -47,6 +47,7 @@ __all__ = [
     "new_confirm",
     "read_confirm",
     "revert_now",
+    "reverter_alive",
     "start_reverter",
     "stop_reverter",
     "wait_and_revert",
@@ -246,17 +247,24 @@ def revert_now(kernel: NftKernel, state: StateDir, token: str | None = None) -> 
     raise ConfirmError("the live table kept changing; the revert did not run")
 
 
-def stop_reverter(pid: int | None) -> None:
-    """SIGTERM the reverter, if that pid is still one (best effort; it would find nothing)."""
+def reverter_alive(pid: int | None) -> bool:
+    """Whether `pid` is still a running reverter (not gone with a reboot, not reused)."""
     if pid is None:
-        return
+        return False
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            if REVERTER_COMMAND.encode() not in cmdline.read():
-                return
-        os.kill(pid, signal.SIGTERM)
+            return REVERTER_COMMAND.encode() in cmdline.read()
     except OSError:
-        return
+        return False
+
+
+def stop_reverter(pid: int | None) -> None:
+    """SIGTERM the reverter, if that pid is still one (best effort; it would find nothing)."""
+    if pid is not None and reverter_alive(pid):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return
 
 
 def _text(data: dict[str, object], key: str) -> str:

@@ -6,6 +6,7 @@ when the calling process and its process group are killed right after the apply.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -147,3 +148,22 @@ def test_plain_apply_ends_a_pending_confirmation(fl: FaultLab, tmp_path: Path) -
     assert done.returncode == 0 and "ends the pending confirmation" in done.stderr
     time.sleep(PAST_DEADLINE)
     assert fl.in_force() == "refused"
+
+
+def test_reboot_inside_the_window_puts_the_previous_rules_back(
+    fl: FaultLab, tmp_path: Path
+) -> None:
+    """The reverter died with the machine: `apply --boot` reverts instead of applying."""
+    state = tmp_path / "state"
+    _apply(fl, "old", state)
+    _apply(fl, "new", state, "--confirm", "600")
+    pending = json.loads((state / "confirm.json").read_text())
+    os.kill(pending["reverter_pid"], signal.SIGKILL)  # gone with the reboot
+    fl.reset()  # a fresh boot: an empty ruleset
+    boot = fl.run("apply", str(fl.policy("new")), "--boot", "--state-dir", str(state))
+    assert boot.returncode == 1 and "was never confirmed" in boot.stderr, boot.stderr
+    assert fl.in_force() == "old"
+    assert not (state / "confirm.json").exists()
+    again = fl.run("apply", str(fl.policy("new")), "--boot", "--state-dir", str(state))
+    assert again.returncode == 0, again.stderr  # the next boot applies the file as usual
+    assert fl.in_force() == "new"
