@@ -286,8 +286,7 @@ def trusted_state_dir(path: Path, *, create: bool = False) -> bool:
         )
     if info.st_mode & 0o022:
         raise HistoryError(
-            f"{path}: state dir is writable by group or others;"
-            " refusing to trust it (chmod 700 it)"
+            f"{path}: state dir is writable by group or others; refusing to trust it (chmod 700 it)"
         )
     return True
 
