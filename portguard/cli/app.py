@@ -20,6 +20,7 @@ from portguard.cli import (
     ports_cmd,
     remove_cmd,
     render_cmd,
+    rollback_cmd,
     show_cmd,
     status_cmd,
 )
@@ -58,6 +59,7 @@ for module in (
     history_cmd,
     show_cmd,
     remove_cmd,
+    rollback_cmd,
     install_cmd,
     ports_cmd,
     plan_cmd,
