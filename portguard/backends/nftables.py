@@ -161,16 +161,6 @@ class NftKernel:
             self.handle.set_stateless_output(False)
         return None if text is None else without_dynamic_elements(text)
 
-    def objects_json(self) -> str | None:
-        """The terse JSON listing of the table (objects and rules, no set elements)."""
-        self.handle.set_json_output(True)
-        self.handle.set_terse_output(True)
-        try:
-            return self._list()
-        finally:
-            self.handle.set_json_output(False)
-            self.handle.set_terse_output(False)
-
     def delete_table(self) -> bool:
         """Delete `table inet portguard`; True if there was one to delete."""
         rc, _output, error = self.handle.cmd(f"delete {TABLE_REF}")

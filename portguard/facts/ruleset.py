@@ -1,18 +1,19 @@
 """The live `inet portguard` table as a fact: its listing, marker, sets, and leftovers.
 
-Read once per command through the command's one nftables handle. The objects come from the
-terse JSON listing (names and rule expressions, no elements), so a set reference is known
-from the rule's structure, never guessed from text; the text listing is what drift compares.
+Read once per command through the command's one nftables handle, as the kernel's stateless
+listing: drift compares it, and the objects, the set references and the marker are read
+from it (never from portguard's own rendered text).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+import re
 from dataclasses import dataclass
 
 from portguard.backends.nftables import NftKernel
 from portguard.render.nft_table import CHAIN_NAME, GENERATIONS, MARKER_PREFIX
+
+SET_REFERENCE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 
 __all__ = ["LiveTable", "parse_live_table", "read_live_table"]
 
@@ -40,40 +41,46 @@ class LiveTable:
 
 def read_live_table(kernel: NftKernel) -> LiveTable | None:
     """The live table through `kernel` (None when there is no portguard table)."""
-    objects = kernel.objects_json()
     listing = kernel.listing()
-    if objects is None or listing is None:
-        return None
-    return parse_live_table(objects, listing)
+    return None if listing is None else parse_live_table(listing)
 
 
-def parse_live_table(objects_json: str, listing: str) -> LiveTable:
-    """Pure: the fact from the terse JSON listing and the stateless text listing."""
-    items = json.loads(objects_json).get("nftables", [])
+def parse_live_table(listing: str) -> LiveTable:
+    """Pure: the fact from the kernel's stateless text listing of the table.
+
+    nft lists each object of the table as a tab-indented block and each rule on one line.
+    A rule's trailing `comment "..."` is cut off before its `@set` references are read, so
+    comment text cannot name a set. (Not the JSON listing: libnftables 1.0.6 prints garbage,
+    and corrupts its heap, for a table with `flags owner`.)
+    """
     set_names: list[str] = []
     referenced: set[str] = set()
     marker: str | None = None
-    foreign = False
-    has_chain = False
-    seen_rule = False
-    for item in items:
-        kind, body = next(iter(item.items()))
-        if kind in ("metainfo", "table"):
-            continue
-        if kind == "set":
-            set_names.append(str(body["name"]))
-        elif kind == "chain":
-            has_chain = True
-            foreign = foreign or body.get("name") != CHAIN_NAME
-        elif kind == "rule":
-            referenced.update(_set_references(body.get("expr", [])))
-            comment = body.get("comment")
-            if not seen_rule and isinstance(comment, str) and comment.startswith(MARKER_PREFIX):
+    foreign = has_chain = seen_rule = False
+    block: tuple[str, str] | None = None
+    for line in listing.splitlines():
+        depth = len(line) - len(line.lstrip("\t"))
+        text = line.strip()
+        if depth == 1 and text.endswith("{"):
+            kind, _, rest = text.partition(" ")
+            block = (kind, rest.removesuffix("{").strip())
+            if kind == "set":
+                set_names.append(block[1])
+            elif kind == "chain":
+                has_chain = True
+                foreign = foreign or block[1] != CHAIN_NAME
+            else:
+                foreign = True  # a map, counter, flowtable ... portguard never makes
+        elif depth == 1 and text.startswith("flags "):
+            foreign = True  # table flags (owner, dormant): not a table portguard made
+        elif depth == 2 and block is not None and block[0] == "chain" and text:
+            if text.startswith("type ") or text.startswith("policy "):
+                continue
+            rule, comment = _split_comment(text)
+            referenced.update(SET_REFERENCE.findall(rule))
+            if not seen_rule and comment is not None and comment.startswith(MARKER_PREFIX):
                 marker = comment.removeprefix(MARKER_PREFIX)
             seen_rule = True
-            foreign = foreign or body.get("chain") != CHAIN_NAME
-        else:
-            foreign = True
     leftovers = tuple(
         name
         for name in set_names
@@ -89,17 +96,12 @@ def parse_live_table(objects_json: str, listing: str) -> LiveTable:
     )
 
 
-def _set_references(node: object) -> Iterator[str]:
-    """Every `@name` string in a rule's JSON expressions (comments are not expressions)."""
-    if isinstance(node, str):
-        if node.startswith("@"):
-            yield node[1:]
-    elif isinstance(node, list):
-        for child in node:
-            yield from _set_references(child)
-    elif isinstance(node, dict):
-        for child in node.values():
-            yield from _set_references(child)
+def _split_comment(rule: str) -> tuple[str, str | None]:
+    """A listed rule and its comment text (nft puts `comment "..."` last, without quotes in it)."""
+    body, quote, rest = rule.partition(' comment "')
+    if not quote or not rest.endswith('"'):
+        return rule, None
+    return body, rest[:-1]
 
 
 def _without_sets(listing: str, names: tuple[str, ...]) -> str:
