@@ -40,7 +40,7 @@ AFTER_SWAP = (
 )
 REMOVE_BEFORE = ("locked", "writing pending.json", "pending-written")
 REMOVE_AFTER = ("rules-swapped", "writing removed.json", "recorded")
-RANDOM_KILLS = 12
+RANDOM_KILLS = 14
 BIG_SOURCES = 20_000
 
 
