@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.faultlab import PORTS, FaultLab
 from tests.netns import Lab, Netns, can_make_netns, lab, throwaway_netns
+from tests.probe import listeners
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,3 +36,19 @@ def net_lab() -> Iterator[Lab]:
         pytest.skip("needs root with ip and nft to make throwaway network namespaces")
     with lab() as pair:
         yield pair
+
+
+@pytest.fixture(scope="module")
+def probe_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultLab]:
+    """One host/scanner lab per test module, listening on every port FaultLab probes."""
+    if not can_make_netns():
+        pytest.skip("needs root with ip and nft to make throwaway network namespaces")
+    with lab("pgf") as pair, listeners(pair.host, tcp=PORTS):
+        yield FaultLab(pair, tmp_path_factory.mktemp("policies"))
+
+
+@pytest.fixture
+def fl(probe_lab: FaultLab) -> FaultLab:
+    """The module's lab with no portguard table, as each test starts."""
+    probe_lab.reset()
+    return probe_lab

@@ -11,36 +11,18 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from portguard.state import StateDir
 from tests.faultlab import FaultLab
-from tests.netns import can_make_netns, lab, portguard_argv
-from tests.probe import listeners
+from tests.netns import portguard_argv
 
 pytestmark = pytest.mark.netns
 
 DEADLINE = 4  # seconds: long enough for the apply and a probe, short for the suite
 PAST_DEADLINE = DEADLINE + 6  # the reverter polls; a loaded machine gets slack
-
-
-@pytest.fixture(scope="module")
-def confirm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultLab]:
-    """One lab for the module, with listeners on every probed port."""
-    if not can_make_netns():
-        pytest.skip("needs root with ip and nft to make throwaway network namespaces")
-    with lab("pgc") as pair, listeners(pair.host, tcp=(22, 80, 8080, 9999)):
-        yield FaultLab(pair, tmp_path_factory.mktemp("policies"))
-
-
-@pytest.fixture
-def fl(confirm_lab: FaultLab) -> FaultLab:
-    """The shared lab with no portguard table."""
-    confirm_lab.reset()
-    return confirm_lab
 
 
 def _apply(fl: FaultLab, name: str, state: Path, *extra: str) -> str:

@@ -13,14 +13,11 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.faultlab import FaultLab, fill_up, remount, tmpfs
-from tests.netns import can_make_netns, lab
-from tests.probe import listeners
 
 pytestmark = pytest.mark.netns
 
@@ -42,22 +39,6 @@ REMOVE_BEFORE = ("locked", "writing pending.json", "pending-written")
 REMOVE_AFTER = ("rules-swapped", "writing removed.json", "recorded")
 RANDOM_KILLS = 14
 BIG_SOURCES = 20_000
-
-
-@pytest.fixture(scope="module")
-def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultLab]:
-    """One lab for the module, with listeners on every probed port."""
-    if not can_make_netns():
-        pytest.skip("needs root with ip and nft to make throwaway network namespaces")
-    with lab("pgf") as pair, listeners(pair.host, tcp=(22, 80, 8080, 9999)):
-        yield FaultLab(pair, tmp_path_factory.mktemp("policies"))
-
-
-@pytest.fixture
-def fl(faults: FaultLab) -> FaultLab:
-    """The shared lab with no portguard table, as each test starts."""
-    faults.reset()
-    return faults
 
 
 def _apply(fl: FaultLab, name: str, state: Path, *extra: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,19 +9,8 @@ import pytest
 from portguard.history import History
 from portguard.state import Action, StateDir
 from tests.faultlab import FaultLab
-from tests.netns import can_make_netns, lab
-from tests.probe import listeners
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture(scope="module")
-def rollback_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultLab]:
-    """One lab for the module, with listeners on every probed port."""
-    if not can_make_netns():
-        pytest.skip("needs root with ip and nft to make throwaway network namespaces")
-    with lab("pgr") as pair, listeners(pair.host, tcp=(22, 80, 8080, 9999)):
-        yield FaultLab(pair, tmp_path_factory.mktemp("policies"))
 
 
 def _run(fl: FaultLab, state: Path, *args: str) -> str:
@@ -31,10 +19,9 @@ def _run(fl: FaultLab, state: Path, *args: str) -> str:
     return done.stdout
 
 
-def test_history_and_rollback_round_trip(rollback_lab: FaultLab, tmp_path: Path) -> None:
+def test_history_and_rollback_round_trip(fl: FaultLab, tmp_path: Path) -> None:
     """Three applies, then rollback walks back one policy at a time; ID jumps; all recorded."""
-    fl, state = rollback_lab, tmp_path / "state"
-    fl.reset()
+    state = tmp_path / "state"
     for name in ("old", "new", "refused"):
         _run(fl, state, "apply", str(fl.policy(name)))
     assert fl.in_force() == "refused"
@@ -52,12 +39,9 @@ def test_history_and_rollback_round_trip(rollback_lab: FaultLab, tmp_path: Path)
     assert status.returncode == 0, status.stdout
 
 
-def test_rollback_refuses_a_failed_row_and_changes_nothing(
-    rollback_lab: FaultLab, tmp_path: Path
-) -> None:
+def test_rollback_refuses_a_failed_row_and_changes_nothing(fl: FaultLab, tmp_path: Path) -> None:
     """Rolling back to a missing or failed row: exit 1, one line, the rules stay."""
-    fl, state = rollback_lab, tmp_path / "state"
-    fl.reset()
+    state = tmp_path / "state"
     _run(fl, state, "apply", str(fl.policy("old")))
     missing = fl.run("rollback", "99", "--yes", "--state-dir", str(state))
     assert missing.returncode == 1 and missing.stderr == "no history row 99\n"
