@@ -7,6 +7,7 @@ enforcer is checked against the one meaning of a policy, not against a hand-writ
 
 from __future__ import annotations
 
+import json
 import selectors
 import shutil
 import signal
@@ -111,6 +112,52 @@ def _prepare(net_lab: Lab) -> None:
     add_address(net_lab.scanner, net_lab.scanner_if, f"{OTHER_V4}/24")
     add_address(net_lab.scanner, net_lab.scanner_if, f"{OTHER_V6}/64")
     quiet_icmp_ratelimit(net_lab.host)
+    _pin_neighbours(net_lab)
+
+
+def _pin_neighbours(net_lab: Lab) -> None:
+    """Permanent ARP/ND entries both ways: the probes test the enforcer, not neighbour discovery.
+
+    On a loaded core the Python enforcer can hold up the host long enough that a burst of
+    probes saw EHOSTUNREACH (ARP gave up after 3 s) instead of an answer.
+    """
+    host_mac = _mac(net_lab.host, net_lab.host_if)
+    scanner_mac = _mac(net_lab.scanner, net_lab.scanner_if)
+    for address in (HOST_V4, HOST_V6):
+        net_lab.scanner.run(
+            [
+                "ip",
+                "neigh",
+                "replace",
+                address,
+                "lladdr",
+                host_mac,
+                "dev",
+                net_lab.scanner_if,
+                "nud",
+                "permanent",
+            ]
+        )
+    for address in (SCANNER_V4, OTHER_V4, SCANNER_V6, OTHER_V6):
+        net_lab.host.run(
+            [
+                "ip",
+                "neigh",
+                "replace",
+                address,
+                "lladdr",
+                scanner_mac,
+                "dev",
+                net_lab.host_if,
+                "nud",
+                "permanent",
+            ]
+        )
+
+
+def _mac(ns: Netns, ifname: str) -> str:
+    """The link-layer address of `ifname` in `ns`."""
+    return str(json.loads(ns.run(["ip", "-j", "link", "show", "dev", ifname]).stdout)[0]["address"])
 
 
 def test_enforcer_matches_verdict_on_real_packets(net_lab: Lab, tmp_path: Path) -> None:
