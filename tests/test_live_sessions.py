@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 from types import SimpleNamespace
@@ -198,52 +198,32 @@ def test_windows_rdp_sessions_from_fake_psutil() -> None:
 
 
 @contextmanager
-def server(ns: Netns, name: str, address: str, port: int) -> Iterator[None]:
+def _helper(ns: Netns, script: str, ready: str, *args: str) -> Iterator[None]:
+    """Run a Python `script` with `args` in `ns` until the block ends; wait for its `ready` line."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns.name, "/usr/bin/python3", "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == ready, proc.stderr
+        yield
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def server(ns: Netns, name: str, address: str, port: int) -> AbstractContextManager[None]:
     """A TCP listener whose process is named `name`, accepting and holding connections."""
-    proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            ns.name,
-            "/usr/bin/python3",
-            "-c",
-            SERVER,
-            name,
-            address,
-            str(port),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready", proc.stderr
-        yield
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    return _helper(ns, SERVER, "ready", name, address, str(port))
 
 
-@contextmanager
-def session_from(ns: Netns, address: str, port: int) -> Iterator[None]:
+def session_from(ns: Netns, address: str, port: int) -> AbstractContextManager[None]:
     """An ESTABLISHED connection from `ns` to address:port, held until the block ends."""
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns.name, "/usr/bin/python3", "-c", CLIENT, address, str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "connected", proc.stderr
-        yield
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    return _helper(ns, CLIENT, "connected", address, str(port))
 
 
 def _connects(ns: Netns, address: str, port: int) -> bool:
