@@ -49,6 +49,13 @@ class IcmpMode(StrEnum):
     NONE = "none"
 
 
+class ForwardedMode(StrEnum):
+    """What happens to new connections this host DNATs elsewhere (published ports)."""
+
+    FILTER = "filter"  # the allow-list applies, on the original destination port
+    IGNORE = "ignore"  # portguard leaves forwarded traffic alone
+
+
 class RateUnit(StrEnum):
     """The period of a `limit`."""
 
@@ -123,6 +130,7 @@ class Policy:
     log: bool
     sets: tuple[tuple[str, tuple[Network, ...]], ...]
     allow: tuple[AllowRule, ...]
+    forwarded: ForwardedMode = ForwardedMode.FILTER
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from portguard.model import (
     MAX_PORT,
     AllowRule,
     DefaultVerdict,
+    ForwardedMode,
     IcmpMode,
     Limit,
     LintWarning,
@@ -48,7 +49,7 @@ from portguard.services import ServiceTable, load_services
 __all__ = ["MAX_ADDRESSES", "LoadedPolicy", "load_policy", "parse_policy", "read_policy_bytes"]
 
 SUPPORTED_VERSION = 1
-TOP_KEYS = ("version", "description", "default", "icmp", "log", "sets", "allow")
+TOP_KEYS = ("version", "description", "default", "icmp", "log", "forwarded", "sets", "allow")
 ALLOW_KEYS = ("service", "port", "proto", "from", "interface", "limit", "comment")
 SET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
 # Linux interface names (IFNAMSIZ 16 with the NUL), optionally ending in * as a prefix
@@ -167,6 +168,9 @@ class _Builder:
             log=r.boolean(top["log"][1], "log") if "log" in top else False,
             sets=tuple((name, nets) for name, nets in sets.items()),
             allow=allow,
+            forwarded=ForwardedMode(
+                self._optional_choice(top, "forwarded", ForwardedMode, "filter")
+            ),
         )
 
     def _reject_unknown(
