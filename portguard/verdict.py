@@ -1,4 +1,20 @@
-"""The one meaning of a policy (DESIGN §3): what happens to an inbound packet, in pure Python."""
+"""The one meaning of a policy (DESIGN §3): what happens to an inbound packet, in pure Python.
+
+Two kinds of packet are judged here:
+
+- a packet addressed to this host (the input path): DESIGN §3's rules 1-4;
+- a packet of a connection that this host DNATs to another address (a published port:
+  Docker `-p`, podman, libvirt, kube-proxy), marked `Packet.dnat`, with `dport` the ORIGINAL
+  destination port, the one the client connected to. Under `forwarded: filter` (the default)
+  a new TCP or UDP connection is judged by the same allow test as input (protocol, original
+  port, source in `from`, arriving interface, limit), else the policy's default; loopback
+  (rule 1) and ICMP (rule 3) do not apply, and other protocols pass. Under
+  `forwarded: ignore` portguard leaves such packets alone: accept.
+
+Forwarded traffic that was not DNATed (this host routing for others) is never judged by
+portguard on any backend: callers do not ask `verdict` about it, and its answer would mean
+nothing for it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 
-from portguard.model import AllowRule, DefaultVerdict, IcmpMode, Policy
+from portguard.model import AllowRule, DefaultVerdict, ForwardedMode, IcmpMode, Policy
 
 __all__ = [
     "ESSENTIAL_ICMPV4",
@@ -77,7 +93,11 @@ class PacketProto(StrEnum):
 
 @dataclass(frozen=True)
 class Packet:
-    """An inbound packet, reduced to what the policy can look at."""
+    """An inbound packet, reduced to what the policy can look at.
+
+    `dnat`: the packet belongs to a connection this host DNATs elsewhere (conntrack's
+    `ct status dnat`); `dport` is then the original destination port, before translation.
+    """
 
     proto: PacketProto
     source: IPv4Address | IPv6Address
@@ -87,10 +107,13 @@ class Packet:
     icmp_type: str | None = None  # nftables' name for the ICMP / ICMPv6 type
     hop_limit: int = 64
     over_limit: bool = False  # the source has used up a `limit` it is subject to
+    dnat: bool = False  # forwarded to the address this host DNATs it to; dport is the original
 
 
 def verdict(policy: Policy, packet: Packet) -> Verdict:
     """Accept when DESIGN §3's rules 1-4 accept the packet, else the policy's default."""
+    if packet.dnat:
+        return _dnat_verdict(policy, packet)
     if packet.interface == LOOPBACK_INTERFACE:
         return Verdict.ACCEPT
     if packet.state is ConnState.INVALID:
@@ -101,6 +124,27 @@ def verdict(policy: Policy, packet: Packet) -> Verdict:
         return Verdict.ACCEPT
     if any(rule_matches(rule, packet) for rule in policy.allow):
         return Verdict.ACCEPT
+    return _default(policy)
+
+
+def _dnat_verdict(policy: Policy, packet: Packet) -> Verdict:
+    """A packet this host DNATs elsewhere: the allow test on TCP/UDP under forwarded: filter."""
+    if packet.state is ConnState.INVALID:
+        # Conntrack cannot translate a packet it finds invalid, so it stays addressed to this
+        # host and input's rule 2 drops it, whatever `forwarded` says.
+        return Verdict.DROP
+    if policy.forwarded is ForwardedMode.IGNORE:
+        return Verdict.ACCEPT
+    if packet.state in (ConnState.ESTABLISHED, ConnState.RELATED):
+        return Verdict.ACCEPT
+    if packet.proto not in (PacketProto.TCP, PacketProto.UDP):
+        return Verdict.ACCEPT  # only TCP and UDP published ports are filtered
+    if any(rule_matches(rule, packet) for rule in policy.allow):
+        return Verdict.ACCEPT
+    return _default(policy)
+
+
+def _default(policy: Policy) -> Verdict:
     return Verdict.REJECT if policy.default is DefaultVerdict.REJECT else Verdict.DROP
 
 

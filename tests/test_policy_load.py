@@ -162,6 +162,7 @@ def _as_yaml(policy: Policy) -> str:
         "default": policy.default.value,
         "icmp": policy.icmp.value,
         "log": policy.log,
+        "forwarded": policy.forwarded.value,
         "allow": entries,
     }
     return yaml.safe_dump(document, sort_keys=False)
@@ -173,6 +174,7 @@ def test_written_out_policy_loads_back_to_the_same_meaning(policy: Policy) -> No
     """Ports, protocols, sources (collapsed), interface, limit and defaults survive the file."""
     loaded = parse_policy(_as_yaml(policy), "round.yaml", services=SERVICES).policy
     assert (loaded.default, loaded.icmp, loaded.log) == (policy.default, policy.icmp, policy.log)
+    assert loaded.forwarded is policy.forwarded
     assert len(loaded.allow) == len(policy.allow)
     for got, wanted in zip(loaded.allow, policy.allow, strict=True):
         assert got.ports == wanted.ports

@@ -12,6 +12,7 @@ from portguard.errors import Location
 from portguard.model import (
     AllowRule,
     DefaultVerdict,
+    ForwardedMode,
     IcmpMode,
     Limit,
     Network,
@@ -95,6 +96,7 @@ def policies(draw: st.DrawFn, max_rules: int = 5) -> Policy:
         log=draw(st.booleans()),
         sets=(),
         allow=tuple(draw(rules(line=4 + 2 * i)) for i in range(count)),
+        forwarded=draw(st.sampled_from(ForwardedMode)),
     )
 
 
@@ -285,3 +287,101 @@ def test_icmp_modes() -> None:
     assert verdict(replace(base, icmp=IcmpMode.NONE), ping) is Verdict.DROP
     rejecting = replace(base, icmp=IcmpMode.NONE, default=DefaultVerdict.REJECT)
     assert verdict(rejecting, ping) is Verdict.REJECT
+
+
+def _dnat(packet: Packet) -> Packet:
+    """The same packet, as a connection this host DNATs elsewhere (dport: the original port)."""
+    return replace(packet, dnat=True)
+
+
+@EXAMPLES
+@given(st.data(), st.sampled_from([PacketProto.TCP, PacketProto.UDP]))
+def test_filtered_dnat_is_judged_like_input_off_loopback(
+    data: st.DataObject, proto: PacketProto
+) -> None:
+    """forwarded: filter: a TCP/UDP DNAT packet gets the input verdict of the same packet off lo."""
+    policy = replace(data.draw(policies()), forwarded=ForwardedMode.FILTER)
+    packet = data.draw(packets_for(policy))
+    interface = packet.interface if packet.interface != "lo" else "eth0"
+    packet = replace(packet, proto=proto, dport=packet.dport or 80, icmp_type=None)
+    packet = replace(packet, interface=interface)
+    assert verdict(policy, _dnat(packet)) is verdict(policy, packet)
+
+
+@EXAMPLES
+@given(st.data())
+def test_dnat_on_loopback_is_not_waved_through(data: st.DataObject) -> None:
+    """Rule 1 does not apply to DNAT: arriving on lo is judged like any interface."""
+    policy = replace(data.draw(policies()), forwarded=ForwardedMode.FILTER, allow=())
+    packet = replace(
+        data.draw(packets_for(policy)),
+        proto=PacketProto.TCP,
+        dport=8080,
+        interface="lo",
+        state=ConnState.NEW,
+        icmp_type=None,
+    )
+    assert verdict(policy, _dnat(packet)) is _default(policy)
+
+
+@EXAMPLES
+@given(st.data())
+def test_ignored_dnat_is_always_accepted(data: st.DataObject) -> None:
+    """forwarded: ignore: portguard accepts every DNAT packet conntrack tracks (not invalid)."""
+    policy = replace(data.draw(policies()), forwarded=ForwardedMode.IGNORE)
+    packet = _dnat(data.draw(packets_for(policy)))
+    expected = Verdict.DROP if packet.state is ConnState.INVALID else Verdict.ACCEPT
+    assert verdict(policy, packet) is expected
+
+
+@EXAMPLES
+@given(st.data(), st.sampled_from([ConnState.ESTABLISHED, ConnState.RELATED]))
+def test_established_dnat_is_accepted(data: st.DataObject, state: ConnState) -> None:
+    """Replies and related traffic of a published port pass under every policy."""
+    policy = data.draw(policies())
+    packet = replace(_dnat(data.draw(packets_for(policy))), state=state)
+    assert verdict(policy, packet) is Verdict.ACCEPT
+
+
+@EXAMPLES
+@given(st.data(), st.sampled_from([PacketProto.ICMP, PacketProto.ICMPV6, PacketProto.OTHER]))
+def test_dnat_of_other_protocols_is_accepted(data: st.DataObject, proto: PacketProto) -> None:
+    """Only TCP and UDP DNAT is filtered: ICMP and other protocols pass, even with icmp: none."""
+    policy = replace(data.draw(policies()), icmp=IcmpMode.NONE, allow=())
+    packet = replace(
+        _dnat(data.draw(packets_for(policy))), proto=proto, dport=None, state=ConnState.NEW
+    )
+    assert verdict(policy, packet) is Verdict.ACCEPT
+
+
+@EXAMPLES
+@given(st.data())
+def test_invalid_dnat_is_dropped(data: st.DataObject) -> None:
+    """An invalid packet is never translated, so it meets input's rule 2: dropped."""
+    policy = data.draw(policies())
+    packet = replace(_dnat(data.draw(packets_for(policy))), state=ConnState.INVALID)
+    assert verdict(policy, packet) is Verdict.DROP
+
+
+def test_dnat_matches_the_original_port_source_and_limit() -> None:
+    """A published port is allowed by its original port and `from`; the limit still counts."""
+    rule = AllowRule(
+        ports=(PortRange(8080, 8080),),
+        protos=(Proto.TCP,),
+        sources=(IPv4Network("192.0.2.0/24"),),
+        source_names=("192.0.2.0/24",),
+        interface="eth0",
+        limit=Limit(6, RateUnit.MINUTE),
+        comment=None,
+        service=None,
+        location=Location("x.yaml", 3, 5),
+    )
+    policy = Policy("p.yaml", 1, None, DefaultVerdict.REJECT, IcmpMode.ALL, False, (), (rule,))
+    good = Packet(PacketProto.TCP, IPv4Address("192.0.2.5"), "eth0", dport=8080, dnat=True)
+    assert verdict(policy, good) is Verdict.ACCEPT
+    assert verdict(policy, replace(good, dport=80)) is Verdict.REJECT
+    assert verdict(policy, replace(good, source=IPv4Address("198.51.100.1"))) is Verdict.REJECT
+    assert verdict(policy, replace(good, interface="eth1")) is Verdict.REJECT
+    assert verdict(policy, replace(good, over_limit=True)) is Verdict.REJECT
+    ignoring = replace(policy, forwarded=ForwardedMode.IGNORE)
+    assert verdict(ignoring, replace(good, dport=80)) is Verdict.ACCEPT
