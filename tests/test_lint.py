@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from portguard.policy import load_policy, parse_policy
+from portguard.model import ForwardedMode
+from portguard.policy import lint_policy, load_policy, parse_policy
 
 POLICIES = sorted((Path(__file__).resolve().parent.parent / "policies").glob("*.yaml"))
 
@@ -118,3 +120,29 @@ def test_warnings_come_in_file_order() -> None:
     lines = [int(w.split(":")[1]) for w in warnings_of(body)]
     assert lines == sorted(lines)
     assert len(lines) == 3
+
+
+def test_forwarded_ignore_warns_at_the_key() -> None:
+    """forwarded: ignore warns, at the key, that published ports escape the allow list."""
+    warnings = warnings_of("description: x\nforwarded: ignore\nallow: []\n")
+    assert warnings == [
+        "t.yaml:3:1: warning: published ports (Docker -p, podman, libvirt, kube-proxy DNAT)"
+        " are reachable whatever the allow list says (forwarded: ignore)"
+    ]
+
+
+def test_forwarded_filter_does_not_warn() -> None:
+    """forwarded: filter, written or by default, is silent."""
+    assert warnings_of("forwarded: filter\nallow: []\n") == []
+    assert warnings_of("allow: []\n") == []
+
+
+def test_forwarded_warning_without_the_loader_points_at_line_one() -> None:
+    """lint_policy on a Policy built in code (no key locations) still warns, at line 1."""
+    policy = replace(
+        parse_policy("version: 1\nallow: []\n", "t.yaml").policy, forwarded=ForwardedMode.IGNORE
+    )
+    assert [str(w) for w in lint_policy(policy)] == [
+        "t.yaml:1:1: warning: published ports (Docker -p, podman, libvirt, kube-proxy DNAT)"
+        " are reachable whatever the allow list says (forwarded: ignore)"
+    ]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from portguard.errors import Location
 from portguard.model import (
     MAX_PORT,
     AllowRule,
+    ForwardedMode,
     IcmpMode,
     LintWarning,
     Policy,
@@ -23,6 +24,7 @@ from portguard.model import (
 )
 
 __all__ = [
+    "FORWARDED_IGNORE_MESSAGE",
     "MAX_WARNINGS_PER_KIND",
     "TROJAN_PORTS",
     "WarningCollector",
@@ -89,9 +91,25 @@ def lint_policy(policy: Policy) -> tuple[LintWarning, ...]:
     return tuple(warning for _, warning in lint_kinds(policy))
 
 
-def lint_kinds(policy: Policy) -> list[tuple[str, LintWarning]]:
-    """Every lint warning with its kind ("overlap", "trojan", ...), in file order."""
+FORWARDED_IGNORE_MESSAGE = (
+    "published ports (Docker -p, podman, libvirt, kube-proxy DNAT) are reachable whatever"
+    " the allow list says (forwarded: ignore)"
+)
+
+
+def lint_kinds(
+    policy: Policy, key_locations: Mapping[str, Location] | None = None
+) -> list[tuple[str, LintWarning]]:
+    """Every lint warning with its kind ("overlap", "trojan", ...), in file order.
+
+    `key_locations` maps top-level keys to where they are in the file (the loader knows);
+    a warning about a key without a known location points at line 1.
+    """
     found: list[tuple[str, LintWarning]] = []
+    keys = key_locations or {}
+    if policy.forwarded is ForwardedMode.IGNORE:
+        location = keys.get("forwarded", Location(policy.path, 1, 1))
+        found.append(("forwarded", LintWarning(location, FORWARDED_IGNORE_MESSAGE)))
     if policy.icmp is IcmpMode.NONE:
         location = policy.allow[0].location if policy.allow else Location(policy.path, 1, 1)
         message = "icmp: none also blocks IPv6 neighbour discovery; IPv6 will stop working"

@@ -111,7 +111,7 @@ def parse_policy(
     )
     with _gc_paused():  # a million set-file addresses are a million acyclic objects
         policy = builder.build(compose_document(file, text))
-        for kind, warning in lint_kinds(policy):
+        for kind, warning in lint_kinds(policy, builder.key_locations):
             builder.warnings.add(kind, warning)
     return LoadedPolicy(policy, tuple(builder.warnings.kept), builder.warnings.omitted)
 
@@ -139,11 +139,13 @@ class _Builder:
     services: ServiceTable
     warnings: WarningCollector = field(default_factory=WarningCollector)
     addresses: int = 0  # read from set files so far (at most MAX_ADDRESSES)
+    key_locations: dict[str, Location] = field(default_factory=dict)  # top-level keys, for lint
 
     def build(self, root: Node) -> Policy:
         r = self.reader
         top = r.mapping(root, "the policy")
         self._reject_unknown(top, TOP_KEYS, "the policy")
+        self.key_locations = {key: r.location(key_node) for key, (key_node, _) in top.items()}
         for required in ("version", "allow"):
             if required not in top:
                 raise r.error(root, f"missing required key '{required}'")
