@@ -58,9 +58,11 @@ def test_kernel_dry_run_accepts(policy: Path, shared_netns: Netns) -> None:
     assert shared_netns.ruleset() == ""  # a dry run leaves nothing behind
 
 
-def _chain_rule_lines(table_text: str) -> list[str]:
+def _chain_rule_lines(table_text: str, hook: str = "input") -> list[str]:
     lines = table_text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("\t\ttype filter hook input"))
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith(f"\t\ttype filter hook {hook}")
+    )
     end = lines.index("\t}", start)
     return [line.strip() for line in lines[start + 1 : end]]
 
@@ -75,14 +77,20 @@ def test_comment_injection_cannot_add_rules(netns: Netns) -> None:
     chains = [o["chain"] for o in listing if "chain" in o]
     rules = [o["rule"] for o in listing if "rule" in o]
     assert tables == [("inet", "portguard")]
-    assert [(c["name"], c["hook"], c["policy"]) for c in chains] == [("input", "input", "drop")]
-    assert len(rules) == len(_chain_rule_lines(table_text)) == 11
-    expected_comments = [render_table(policy).marker] + [
+    assert [(c["name"], c["hook"], c["policy"]) for c in chains] == [
+        ("input", "input", "drop"),
+        ("forward", "forward", "accept"),
+    ]
+    input_rules, forward_rules = (_chain_rule_lines(table_text, h) for h in ("input", "forward"))
+    assert (len(input_rules), len(forward_rules)) == (11, 8)
+    assert len(rules) == len(input_rules) + len(forward_rules)
+    entry_comments = [
         safe_comment(rule.comment)
         for rule in policy.allow
         if rule.comment and (rule.interface or rule.limit)
         for _ in range(2 if rule.limit else 1)
     ]
+    expected_comments = [render_table(policy).marker, *entry_comments, *entry_comments]
     assert [r["comment"] for r in rules if "comment" in r] == expected_comments
     for comment in expected_comments:
         assert not set(comment) & set('"\n{}\\`$')

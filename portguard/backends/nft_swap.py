@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from portguard.backends.nftables import KernelRefused, NftKernel, locate_refusal
 from portguard.facts.ruleset import LiveTable
 from portguard.faults import checkpoint
-from portguard.render.nft_table import CHAIN_HEADER, CHAIN_NAME, GENERATIONS, TABLE_REF, NftTable
+from portguard.render.nft_table import (
+    CHAIN_HEADER,
+    CHAIN_NAME,
+    FORWARD_CHAIN,
+    FORWARD_HEADER,
+    GENERATIONS,
+    TABLE_REF,
+    NftTable,
+)
 from portguard.render.nftables import transaction
 
 __all__ = ["SwapBatches", "load_table", "replace_whole", "swap_batches"]
@@ -52,13 +60,21 @@ def swap_batches(
     leftovers = live.leftover_sets if live is not None else ()
     old_sets = [n for n in (live.set_names if live else ()) if n not in leftovers]
     drop = "".join(f"delete set {TABLE_REF} {name}\n" for name in leftovers) or None
+    had_forward = live is not None and live.has_forward
+    declare = [f"\tchain {CHAIN_NAME} {{", f"\t\t{CHAIN_HEADER}", "\t}"]
+    if table.forward:
+        declare += [f"\tchain {FORWARD_CHAIN} {{", f"\t\t{FORWARD_HEADER}", "\t}"]
+    flushed = [CHAIN_NAME, *([FORWARD_CHAIN] if table.forward or had_forward else [])]
     swap = [
         f"table {TABLE_REF} {{",
-        f"\tchain {CHAIN_NAME} {{",
-        f"\t\t{CHAIN_HEADER}",
-        "\t}",
+        *declare,
         "}",
-        f"flush chain {TABLE_REF} {CHAIN_NAME}",
+        *(f"flush chain {TABLE_REF} {chain}" for chain in flushed),
+        *(
+            [f"delete chain {TABLE_REF} {FORWARD_CHAIN}"]
+            if had_forward and not table.forward
+            else []
+        ),
         *(f"delete set {TABLE_REF} {name}" for name in old_sets),
         table.rules_text(suffix),
     ]

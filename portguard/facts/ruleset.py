@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from portguard.backends.nftables import NftKernel
-from portguard.render.nft_table import CHAIN_NAME, GENERATIONS, MARKER_PREFIX
+from portguard.render.nft_table import CHAIN_NAME, FORWARD_CHAIN, GENERATIONS, MARKER_PREFIX
 
 SET_REFERENCE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -28,6 +28,7 @@ class LiveTable:
     leftover_sets: tuple[str, ...]  # generation sets no rule uses (an interrupted apply's)
     foreign: bool  # objects portguard never makes (maps, other chains, flowtables ...)
     has_chain: bool = True  # False: only sets (a first apply killed before its rules went in)
+    has_forward: bool = False  # the forward chain (published ports) is there
 
     @property
     def used_generation(self) -> str | None:
@@ -56,7 +57,7 @@ def parse_live_table(listing: str) -> LiveTable:
     set_names: list[str] = []
     referenced: set[str] = set()
     marker: str | None = None
-    foreign = has_chain = seen_rule = False
+    foreign = has_chain = has_forward = seen_rule = False
     block: tuple[str, str] | None = None
     for line in listing.splitlines():
         depth = len(line) - len(line.lstrip("\t"))
@@ -66,9 +67,10 @@ def parse_live_table(listing: str) -> LiveTable:
             block = (kind, rest.removesuffix("{").strip())
             if kind == "set":
                 set_names.append(block[1])
-            elif kind == "chain":
+            elif kind == "chain" and block[1] == CHAIN_NAME:
                 has_chain = True
-                foreign = foreign or block[1] != CHAIN_NAME
+            elif kind == "chain" and block[1] == FORWARD_CHAIN:
+                has_forward = True
             else:
                 foreign = True  # a map, counter, flowtable ... portguard never makes
         elif depth == 1 and text.startswith("flags "):
@@ -78,6 +80,8 @@ def parse_live_table(listing: str) -> LiveTable:
                 continue
             rule, comment = _split_comment(text)
             referenced.update(SET_REFERENCE.findall(rule))
+            if block[1] != CHAIN_NAME:
+                continue
             if not seen_rule and comment is not None and comment.startswith(MARKER_PREFIX):
                 marker = comment.removeprefix(MARKER_PREFIX)
             seen_rule = True
@@ -93,6 +97,7 @@ def parse_live_table(listing: str) -> LiveTable:
         leftover_sets=leftovers,
         foreign=foreign,
         has_chain=has_chain,
+        has_forward=has_forward,
     )
 
 

@@ -17,6 +17,8 @@ from functools import cached_property
 __all__ = [
     "CHAIN_HEADER",
     "CHAIN_NAME",
+    "FORWARD_CHAIN",
+    "FORWARD_HEADER",
     "GENERATIONS",
     "MARKER_PREFIX",
     "TABLE_FAMILY",
@@ -34,6 +36,10 @@ TABLE_NAME = "portguard"
 TABLE_REF = f"{TABLE_FAMILY} {TABLE_NAME}"
 CHAIN_NAME = "input"
 CHAIN_HEADER = "type filter hook input priority filter; policy drop;"
+FORWARD_CHAIN = "forward"
+# Priority filter, like Docker's own FORWARD chain (iptables-nft): a drop in any base chain
+# is final and an accept is not, so the order between them does not matter.
+FORWARD_HEADER = "type filter hook forward priority filter; policy accept;"
 GENERATIONS = ("_g0", "_g1")
 MARKER_PREFIX = "portguard rendering "
 DIGEST_CHARS = 16
@@ -92,11 +98,13 @@ class NftRule:
 
 @dataclass(frozen=True)
 class NftTable:
-    """The whole table: header comments, sets, and the input chain's rules after the marker."""
+    """The whole table: header comments, sets, the input chain's rules after the marker, and
+    the forward chain's rules (none: no forward chain)."""
 
     header: tuple[str, ...]
     sets: tuple[NftSet, ...]
     rules: tuple[NftRule, ...]
+    forward: tuple[NftRule, ...] = ()
 
     @cached_property
     def digest(self) -> str:
@@ -124,18 +132,29 @@ class NftTable:
         return "\n".join([f"add table {TABLE_REF}", f"table {TABLE_REF} {{", *blocks, "}"]) + "\n"
 
     def rules_text(self, suffix: str) -> str:
-        """The chain block with every rule, its set references written with `suffix`."""
-        rules = [self._marker_rule(self.marker), *(r.text(suffix) for r in self.rules)]
-        return "\n".join(
-            [
-                f"table {TABLE_REF} {{",
-                f"\tchain {CHAIN_NAME} {{",
-                f"\t\t{CHAIN_HEADER}",
-                *(f"\t\t{rule}" for rule in rules),
-                "\t}",
-                "}",
-            ]
-        )
+        """The chain blocks with every rule, their set references written with `suffix`."""
+        return "\n".join([f"table {TABLE_REF} {{", *self._chains(suffix, self.marker), "}"])
+
+    def _chains(self, suffix: str, marker: str | None) -> list[str]:
+        rules = [r.text(suffix) for r in self.rules]
+        if marker is not None:
+            rules.insert(0, self._marker_rule(marker))
+        lines = [
+            f"\tchain {CHAIN_NAME} {{",
+            f"\t\t{CHAIN_HEADER}",
+            *(f"\t\t{rule}" for rule in rules),
+            "\t}",
+        ]
+        if self.forward:
+            lines.extend(
+                [
+                    f"\tchain {FORWARD_CHAIN} {{",
+                    f"\t\t{FORWARD_HEADER}",
+                    *(f"\t\t{r.text(suffix)}" for r in self.forward),
+                    "\t}",
+                ]
+            )
+        return lines
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready form of the table, for the state dir's records."""
@@ -152,27 +171,13 @@ class NftTable:
                 }
                 for s in self.sets
             ],
-            "rules": [
-                {
-                    "parts": [p if isinstance(p, str) else {"set": p.name} for p in r.parts],
-                    "comment": r.comment,
-                }
-                for r in self.rules
-            ],
+            "rules": [_rule_json(r) for r in self.rules],
+            "forward": [_rule_json(r) for r in self.forward],
         }
 
     def _body(self, suffix: str, marker: str | None) -> str:
         sets = [s.text(suffix) for s in self.sets]
-        rules = [r.text(suffix) for r in self.rules]
-        if marker is not None:
-            rules.insert(0, self._marker_rule(marker))
-        chain = [
-            f"\tchain {CHAIN_NAME} {{",
-            f"\t\t{CHAIN_HEADER}",
-            *(f"\t\t{rule}" for rule in rules),
-            "\t}",
-        ]
-        return "\n".join([f"table {TABLE_REF} {{", *sets, *chain, "}"])
+        return "\n".join([f"table {TABLE_REF} {{", *sets, *self._chains(suffix, marker), "}"])
 
     @staticmethod
     def _marker_rule(marker: str) -> str:
@@ -193,14 +198,29 @@ def table_from_json(data: object) -> NftTable:
         )
         for item in (_mapping(raw, "set") for raw in _list(record.get("sets")))
     )
-    rules = tuple(
+    return NftTable(
+        header=_texts(record.get("header")),
+        sets=sets,
+        rules=_rules_from_json(record.get("rules")),
+        forward=_rules_from_json(record.get("forward", [])),
+    )
+
+
+def _rule_json(rule: NftRule) -> dict[str, object]:
+    return {
+        "parts": [p if isinstance(p, str) else {"set": p.name} for p in rule.parts],
+        "comment": rule.comment,
+    }
+
+
+def _rules_from_json(value: object) -> tuple[NftRule, ...]:
+    return tuple(
         NftRule(
             parts=tuple(_part(p) for p in _list(item.get("parts"))),
             comment=None if item.get("comment") is None else _text(item.get("comment")),
         )
-        for item in (_mapping(raw, "rule") for raw in _list(record.get("rules")))
+        for item in (_mapping(raw, "rule") for raw in _list(value))
     )
-    return NftTable(header=_texts(record.get("header")), sets=sets, rules=rules)
 
 
 def _mapping(value: object, what: str) -> Mapping[str, object]:

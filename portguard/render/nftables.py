@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 from types import MappingProxyType
 
 from portguard import __version__
-from portguard.model import AllowRule, DefaultVerdict, IcmpMode, Network, Policy, Proto
-from portguard.render.layout import SourcePorts, layout_policy, merge_ranges
+from portguard.model import (
+    AllowRule,
+    DefaultVerdict,
+    ForwardedMode,
+    IcmpMode,
+    Network,
+    Policy,
+    Proto,
+)
+from portguard.render.layout import PolicyLayout, SourcePorts, layout_policy, merge_ranges
 from portguard.render.nft_table import (
     CHAIN_NAME,
     TABLE_FAMILY,
@@ -66,32 +75,79 @@ def render_nftables(policy: Policy) -> str:
 
 
 def render_table(policy: Policy) -> NftTable:
-    """`policy` as the typed table value that apply loads (see render/nft_table.py)."""
+    """`policy` as the typed table value that apply loads (see render/nft_table.py).
+
+    The input chain judges traffic to this host. Unless `forwarded: ignore`, a forward chain
+    judges the new TCP and UDP connections this host DNATs elsewhere (published ports) by the
+    same allow entries and sets, on the original destination port (`ct original proto-dst`).
+    """
     layout = layout_policy(policy)
-    sets: list[NftSet] = []
+    sets = _sets(layout)
     rules: list[NftRule] = [
         _rule("ct state invalid drop"),
         _rule("ct state { established, related } accept"),
         *(_rule(text) for text in _icmp_rules(policy.icmp)),
+        *_allow_rules(layout, INPUT_PORT),
+        *_final_rules(policy),
     ]
+    forward: list[NftRule] = []
+    if policy.forwarded is ForwardedMode.FILTER:
+        forward = [
+            _rule("ct state != new accept"),
+            _rule("ct status != dnat accept"),
+            _rule("meta l4proto != { tcp, udp } accept"),
+            *_allow_rules(layout, FORWARD_PORT),
+            *_final_rules(policy),
+        ]
+    header = (
+        f"Rendered by portguard {__version__} from {safe_comment(policy.path)}.",
+        "apply loads the sets, then swaps the rules atomically; edit the policy, not this text.",
+        *_entry_summaries(policy),
+    )
+    return NftTable(header=header, sets=tuple(sets), rules=tuple(rules), forward=tuple(forward))
+
+
+def _sets(layout: PolicyLayout) -> list[NftSet]:
+    """Every named set of the table, shared by the input and forward chains."""
+    sets: list[NftSet] = []
     for proto in Proto:
         if layout.open_for(proto):
-            name = f"open_{proto.value}"
-            sets.append(_interval_set(name, "inet_service", layout.open_for(proto)))
-            rules.append(_rule(f"{proto.value} dport ", SetRef(name), " accept"))
+            sets.append(
+                _interval_set(f"open_{proto.value}", "inet_service", layout.open_for(proto))
+            )
     for proto in Proto:
         for family in (4, 6):
             elements = layout.sourced_for(proto, family)
             if elements:
-                name = f"from{family}_{proto.value}"
                 kind = f"{FAMILY_TYPE[family]} . inet_service"
+                name = f"from{family}_{proto.value}"
                 sets.append(_interval_set(name, kind, _concat_elements(elements)))
-                match = f"{FAMILY_MATCH[family]} saddr . {proto.value} dport "
-                rules.append(_rule(match, SetRef(name), " accept"))
     for number, rule in layout.special:
-        entry_sets, entry_rules = _special_entry(number, rule)
-        sets.extend(entry_sets)
-        rules.extend(entry_rules)
+        sets.extend(_special_sets(number, rule))
+    return sets
+
+
+def _allow_rules(layout: PolicyLayout, port: PortMatch) -> list[NftRule]:
+    """The allow entries' rules, matching the destination port the way `port` says."""
+    rules: list[NftRule] = []
+    for proto in Proto:
+        if layout.open_for(proto):
+            rules.append(
+                _rule(port.for_proto(proto.value), SetRef(f"open_{proto.value}"), " accept")
+            )
+    for proto in Proto:
+        for family in (4, 6):
+            if layout.sourced_for(proto, family):
+                match = port.for_proto(proto.value, f"{FAMILY_MATCH[family]} saddr . ")
+                rules.append(_rule(match, SetRef(f"from{family}_{proto.value}"), " accept"))
+    for number, rule in layout.special:
+        rules.extend(_special_rules(number, rule, port))
+    return rules
+
+
+def _final_rules(policy: Policy) -> list[NftRule]:
+    """The log rule and the default verdict's rules (drop is the chain's policy or a rule)."""
+    rules: list[NftRule] = []
     if policy.log:
         rules.append(
             _rule(f'limit rate 10/second burst 20 packets log prefix "{LOG_PREFIX}" level info')
@@ -99,12 +155,28 @@ def render_table(policy: Policy) -> NftTable:
     if policy.default is DefaultVerdict.REJECT:
         rules.append(_rule("meta l4proto tcp reject with tcp reset"))
         rules.append(_rule("reject with icmpx port-unreachable"))
-    header = (
-        f"Rendered by portguard {__version__} from {safe_comment(policy.path)}.",
-        "apply loads the sets, then swaps the rules atomically; edit the policy, not this text.",
-        *_entry_summaries(policy),
-    )
-    return NftTable(header=header, sets=tuple(sets), rules=tuple(rules))
+    return rules
+
+
+@dataclass(frozen=True)
+class PortMatch:
+    """How a chain matches the destination port: the packet's own, or the pre-DNAT one."""
+
+    original: bool  # True in the forward chain: the port the client connected to
+
+    def for_proto(self, proto: str, prefix: str = "") -> str:
+        """The match for one protocol, `prefix` (a source match) in front of the port."""
+        if self.original:
+            return f"meta l4proto {proto} {prefix}ct original proto-dst "
+        return f"{prefix}{proto} dport "
+
+    def for_protos(self, protos_expr: str) -> str:
+        """The match after a `meta l4proto ...` expression."""
+        return f"{protos_expr} {'ct original proto-dst' if self.original else 'th dport'} "
+
+
+INPUT_PORT = PortMatch(original=False)
+FORWARD_PORT = PortMatch(original=True)
 
 
 def _rule(*parts: str | SetRef, comment: str | None = None) -> NftRule:
@@ -144,56 +216,60 @@ def _protos_expr(protos: tuple[Proto, ...]) -> str:
     return "meta l4proto { " + ", ".join(p.value for p in protos) + " }"
 
 
-def _special_entry(number: int, rule: AllowRule) -> tuple[list[NftSet], list[NftRule]]:
-    """Sets and rules for an entry with an interface and/or a per-source limit."""
-    sets: list[NftSet] = []
-    rules: list[NftRule] = []
-    # A named set, never an inline `{ 8000-8100 }`: anonymous interval sets share the commit
-    # window that the two-phase apply closes for named sets by loading them first.
-    ports_set = f"e{number}_ports"
-    sets.append(_interval_set(ports_set, "inet_service", merge_ranges(rule.ports)))
-    comment = safe_comment(rule.comment) if rule.comment else None
-    families: list[tuple[int | None, list[Network] | None]]
+def _special_families(rule: AllowRule) -> list[tuple[int | None, list[Network] | None]]:
+    """One rule per IP family with sources (collapsed) or with a per-source limit, else one."""
     if rule.sources is not None:
         # Collapsed here too: an interval set refuses overlapping elements (::/0 and 2001:db8::/32).
         families = [(family, _collapsed(rule.sources, family)) for family in (4, 6)]
-        families = [(f, nets) for f, nets in families if nets]
-    elif rule.limit is not None:
-        families = [(4, None), (6, None)]
-    else:
-        families = [(None, None)]
-    for family, networks in families:
-        parts: list[str | SetRef] = [f'iifname "{rule.interface}" '] if rule.interface else []
+        return [(f, nets) for f, nets in families if nets]
+    if rule.limit is not None:
+        return [(4, None), (6, None)]
+    return [(None, None)]
+
+
+def _special_sets(number: int, rule: AllowRule) -> list[NftSet]:
+    """The sets of an entry with an interface and/or a per-source limit."""
+    # A named set, never an inline `{ 8000-8100 }`: anonymous interval sets share the commit
+    # window that the two-phase apply closes for named sets by loading them first.
+    sets = [_interval_set(f"e{number}_ports", "inet_service", merge_ranges(rule.ports))]
+    for family, networks in _special_families(rule):
         if family is not None and networks is not None:
-            set_name = f"e{number}_from{family}"
-            sets.append(_interval_set(set_name, FAMILY_TYPE[family], networks))
-            parts.extend([f"{FAMILY_MATCH[family]} saddr ", SetRef(set_name), " "])
-        elif family is not None:
-            parts.append(f"meta nfproto {FAMILY_NFPROTO[family]} ")
-        parts.extend([f"{_protos_expr(rule.protos)} th dport ", SetRef(ports_set)])
+            sets.append(_interval_set(f"e{number}_from{family}", FAMILY_TYPE[family], networks))
         if rule.limit is not None and family is not None:
+            timeout = METER_TIMEOUT[rule.limit.unit.value]
             meter = f"e{number}_meter{family}"
             sets.append(
                 NftSet(
-                    meter,
-                    FAMILY_TYPE[family],
-                    "dynamic,timeout",
-                    size=METER_SIZE,
-                    timeout=METER_TIMEOUT[rule.limit.unit.value],
+                    meter, FAMILY_TYPE[family], "dynamic,timeout", size=METER_SIZE, timeout=timeout
                 )
             )
+    return sets
+
+
+def _special_rules(number: int, rule: AllowRule, port: PortMatch) -> list[NftRule]:
+    """The rules of an entry with an interface and/or a per-source limit (meters are shared)."""
+    rules: list[NftRule] = []
+    comment = safe_comment(rule.comment) if rule.comment else None
+    for family, networks in _special_families(rule):
+        parts: list[str | SetRef] = [f'iifname "{rule.interface}" '] if rule.interface else []
+        if family is not None and networks is not None:
+            parts.extend([f"{FAMILY_MATCH[family]} saddr ", SetRef(f"e{number}_from{family}"), " "])
+        elif family is not None:
+            parts.append(f"meta nfproto {FAMILY_NFPROTO[family]} ")
+        parts.extend([port.for_protos(_protos_expr(rule.protos)), SetRef(f"e{number}_ports")])
+        if rule.limit is not None and family is not None:
             rate = f"{rule.limit.count}/{rule.limit.unit.value}"
             parts.extend(
                 [
                     " update ",
-                    SetRef(meter),
+                    SetRef(f"e{number}_meter{family}"),
                     f" {{ {FAMILY_MATCH[family]} saddr limit rate {rate}"
                     f" burst {rule.limit.count} packets }}",
                 ]
             )
         parts.append(" accept")
         rules.append(NftRule(tuple(parts), comment))
-    return sets, rules
+    return rules
 
 
 def _collapsed(networks: tuple[Network, ...], family: int) -> list[Network]:
