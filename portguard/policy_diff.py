@@ -4,6 +4,10 @@ For each protocol (and arriving interface, where an entry names one) the allowed
 the union of (port, source network) over the entries; `opened` is what the new policy allows
 and the old one did not, `closed` the reverse. Reordering or splitting entries changes
 nothing. A `limit` is not part of the space: a rate-limited port counts as allowed.
+
+The space is the same for this host's own ports and for the ports it publishes by DNAT
+(Docker `-p`, ...), except that `forwarded: ignore` leaves published ports unfiltered: a change
+of `forwarded` is reported on its own (`forwarded_change`).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 from itertools import pairwise
 
 from portguard.drift import unified_diff
-from portguard.model import LintWarning, Network, Policy, PortRange, Proto
+from portguard.model import ForwardedMode, LintWarning, Network, Policy, PortRange, Proto
 from portguard.render.layout import merge_ranges
 from portguard.render.nftables import render_nftables
 
 __all__ = [
     "ANYWHERE",
+    "ForwardedChange",
     "PolicyDiff",
     "SpaceChange",
     "diff_json",
@@ -48,6 +53,27 @@ class SpaceChange:
 
 
 @dataclass(frozen=True)
+class ForwardedChange:
+    """`forwarded` differs: published (DNAT) ports become filtered or unfiltered."""
+
+    old: ForwardedMode
+    new: ForwardedMode
+
+    @property
+    def summary(self) -> str:
+        """One sentence on what the change does to published ports."""
+        if self.new is ForwardedMode.IGNORE:
+            return (
+                f"forwarded: {self.old.value} -> {self.new.value}: published ports (Docker -p,"
+                " DNAT) become unfiltered, reachable whatever the allow list says"
+            )
+        return (
+            f"forwarded: {self.old.value} -> {self.new.value}: published ports (Docker -p,"
+            " DNAT) become filtered: only those the allow list allows stay reachable"
+        )
+
+
+@dataclass(frozen=True)
 class PolicyDiff:
     """Everything `portguard diff OLD NEW` reports."""
 
@@ -58,11 +84,12 @@ class PolicyDiff:
     warnings_added: tuple[LintWarning, ...]
     warnings_removed: tuple[LintWarning, ...]
     ruleset_diff: str  # unified diff of the rendered rules, comments left out
+    forwarded_change: ForwardedChange | None = None  # None: `forwarded` is the same
 
     @property
     def changed(self) -> bool:
         """Whether the two policies differ in what they allow or in the rules they render."""
-        return bool(self.opened or self.closed or self.ruleset_diff)
+        return bool(self.opened or self.closed or self.ruleset_diff or self.forwarded_change)
 
 
 def diff_policies(
@@ -92,6 +119,11 @@ def diff_policies(
         warnings_added=added,
         warnings_removed=removed,
         ruleset_diff=unified_diff(_rules_only(old), _rules_only(new), old.path, new.path),
+        forwarded_change=(
+            ForwardedChange(old.forwarded, new.forwarded)
+            if old.forwarded is not new.forwarded
+            else None
+        ),
     )
 
 
@@ -168,7 +200,10 @@ def _rules_only(policy: Policy) -> str:
 
 
 def diff_json(diff: PolicyDiff) -> dict[str, object]:
-    """The diff as DESIGN §5's JSON object: opened, closed, lint changes, ruleset diff."""
+    """The diff as DESIGN §5's JSON object: opened, closed, lint changes, ruleset diff.
+
+    A key "forwarded": {"old", "new"} is present only when `forwarded` changes.
+    """
 
     def change(item: SpaceChange) -> dict[str, object]:
         return {
@@ -178,15 +213,21 @@ def diff_json(diff: PolicyDiff) -> dict[str, object]:
             "interface": item.interface,
         }
 
-    return {
+    data: dict[str, object] = {
         "old": diff.old_path,
         "new": diff.new_path,
         "changed": diff.changed,
         "opened": [change(c) for c in diff.opened],
         "closed": [change(c) for c in diff.closed],
-        "lint": {
-            "added": [str(w) for w in diff.warnings_added],
-            "removed": [str(w) for w in diff.warnings_removed],
-        },
-        "ruleset_diff": diff.ruleset_diff,
     }
+    if diff.forwarded_change is not None:
+        data["forwarded"] = {
+            "old": diff.forwarded_change.old.value,
+            "new": diff.forwarded_change.new.value,
+        }
+    data["lint"] = {
+        "added": [str(w) for w in diff.warnings_added],
+        "removed": [str(w) for w in diff.warnings_removed],
+    }
+    data["ruleset_diff"] = diff.ruleset_diff
+    return data

@@ -131,6 +131,43 @@ def test_a_limit_alone_is_not_a_space_change_but_the_rules_differ() -> None:
     assert result.changed
 
 
+def test_forwarded_change_is_reported_in_json() -> None:
+    """filter -> ignore is a change of its own: JSON "forwarded" with old and new, lint added."""
+    result = diff_of(OLD, "version: 1\nforwarded: ignore\n" + OLD.removeprefix("version: 1\n"))
+    assert (result.opened, result.closed) == ((), ())
+    assert result.changed
+    data = diff_json(result)
+    assert data["forwarded"] == {"old": "filter", "new": "ignore"}
+    lint = data["lint"]
+    assert isinstance(lint, dict)
+    assert [w.split(": warning: ")[0] for w in lint["added"]] == ["new.yaml:2:1"]
+
+
+def test_unchanged_forwarded_has_no_json_key() -> None:
+    """No "forwarded" key when both policies say the same (written or by default)."""
+    explicit = "version: 1\nforwarded: filter\n" + OLD.removeprefix("version: 1\n")
+    result = diff_of(OLD, explicit)
+    assert result.forwarded_change is None
+    assert "forwarded" not in diff_json(result)
+
+
+def test_forwarded_change_in_text_and_markdown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Text and markdown say whether published ports become filtered or unfiltered."""
+    (tmp_path / "a.yaml").write_text("version: 1\nforwarded: ignore\nallow: []\n")
+    (tmp_path / "b.yaml").write_text("version: 1\nallow: []\n")
+    a, b = str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")
+    assert main(["diff", a, b]) == 0
+    text = capsys.readouterr().out
+    assert "Published ports:\n  forwarded: ignore -> filter: published ports" in text
+    assert "become filtered" in text
+    assert main(["diff", b, a, "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "### Published ports\n\nforwarded: filter -> ignore:" in markdown
+    assert "become unfiltered" in markdown
+
+
 # Networks packed into 10.0.0.0/20 and 2001:db8::/116, so that they overlap often.
 NETWORKS = st.one_of(
     st.builds(

@@ -46,6 +46,8 @@ def diff(
     elif wants_rich():
         print_table("Opened (newly allowed)", HEADERS, _rows(result.opened))
         print_table("Closed (newly blocked)", HEADERS, _rows(result.closed))
+        if result.forwarded_change is not None:
+            out(_forwarded_text(result))
         out(_lint_and_rules_text(result))
     else:
         out(diff_text(result))
@@ -71,8 +73,15 @@ def diff_text(result: PolicyDiff) -> str:
     ):
         rows = _rows(changes)
         blocks.append(f"{title}:\n" + (plain_table(HEADERS, rows) if rows else "  (none)"))
+    if result.forwarded_change is not None:
+        blocks.append(_forwarded_text(result))
     blocks.append(_lint_and_rules_text(result))
     return "\n\n".join(blocks)
+
+
+def _forwarded_text(result: PolicyDiff) -> str:
+    change = result.forwarded_change
+    return f"Published ports:\n  {change.summary}" if change is not None else ""
 
 
 def _lint_and_rules_text(result: PolicyDiff) -> str:
@@ -94,6 +103,8 @@ def diff_markdown(result: PolicyDiff) -> str:
     ):
         rows = _rows(changes)
         blocks.append(f"### {title}\n\n" + (markdown_table(HEADERS, rows) if rows else "_none_"))
+    if result.forwarded_change is not None:
+        blocks.append(f"### Published ports\n\n{result.forwarded_change.summary}")
     lint = _lint_lines(result)
     blocks.append(
         "### Lint warnings\n\n"
