@@ -10,7 +10,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,18 @@ from hypothesis import strategies as st
 
 from portguard.cli import main
 from portguard.errors import PolicyError
-from portguard.model import Network, Policy, PortRange, Proto
+from portguard.model import ForwardedMode, Network, Policy, PortRange, Proto
 from portguard.policy import load_policy
 from portguard.render.layout import layout_policy, merge_ranges
 from portguard.render.netsh import render_netsh
 from portguard.render.powershell import render_powershell
 from portguard.render.windivert import windivert_filter
-from portguard.render.windows_rules import MAX_PORT_ITEMS_PER_RULE, address_complement
+from portguard.render.windows_rules import (
+    FORWARDED_NOTE,
+    MAX_PORT_ITEMS_PER_RULE,
+    address_complement,
+    build_windows_rules,
+)
 from portguard.verdict import Packet, PacketProto, Verdict, verdict
 
 HERE = Path(__file__).resolve().parent
@@ -397,3 +402,27 @@ def test_random_policies_render_to_the_same_verdicts(entries: list[dict[str, obj
                         r.action == "allow" for r in hits
                     )
                     assert got is wanted, (proto, port, source, interface, text)
+
+
+def test_forwarded_filter_is_a_note_and_ignore_renders_the_same_rules() -> None:
+    """forwarded: filter gets a NOTE (NAT'd ports are not filtered); ignore: no note, same rules."""
+    policy = load_policy(HERE.parent / "policies" / "web-server.yaml").policy
+    ignoring = replace(policy, forwarded=ForwardedMode.IGNORE)
+    filtering = replace(policy, forwarded=ForwardedMode.FILTER)
+    assert FORWARDED_NOTE in build_windows_rules(filtering).notes
+    assert FORWARDED_NOTE not in build_windows_rules(ignoring).notes
+    assert build_windows_rules(filtering).rules == build_windows_rules(ignoring).rules
+    for render, prefix in ((render_netsh, "rem NOTE: "), (render_powershell, "# NOTE: ")):
+        assert any(
+            line.startswith(prefix + "forwarded: filter does not apply to Windows Firewall")
+            for line in render(filtering).splitlines()
+        )
+        assert "forwarded" not in render(ignoring)
+
+
+def test_windivert_filter_does_not_depend_on_forwarded() -> None:
+    """The divert filter sees local inbound traffic only: forwarded changes nothing in it."""
+    policy = load_policy(HERE.parent / "policies" / "web-server.yaml").policy
+    assert windivert_filter(replace(policy, forwarded=ForwardedMode.IGNORE)) == windivert_filter(
+        replace(policy, forwarded=ForwardedMode.FILTER)
+    )

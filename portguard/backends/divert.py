@@ -4,6 +4,12 @@ pydivert's `Divert` is WinDivert on Windows and its eBPF backend on Linux (same 
 same re-injection). Accepted packets are sent on unchanged; the rest are not re-injected, which
 drops them. The loop stops when `stop` is set (the CLI sets it on SIGTERM and Ctrl-C), and
 closing the handle detaches the filter, so nothing stays behind.
+
+Only local inbound traffic is judged: every packet is judged as input (never `Packet.dnat`),
+and the filter is opened on the network layer, not the forward layer. `forwarded` therefore
+means nothing to the enforcer: ports NATed to a VM or container (WinNAT, Hyper-V, WSL, Docker)
+are not filtered by it. What pydivert's Linux backend (TC hooks, before conntrack and NAT)
+diverts for a DNAT-published port has not been established here.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ replies to this host's own datagrams are recognised. The per-packet decision is
 portguard.verdict's. Ports are written in the range form generated from complement()
 (`tcp.DstPort <= 21 or tcp.DstPort == 23 or ...`): a filter of chained `tcp.DstPort != N`
 clauses was seen here to divert (and so drop) the allowed ports too.
+
+`forwarded` does not change the filter: the enforcer opens the network layer (this host's
+own inbound and outbound packets), never WinDivert's forward layer, so traffic this host
+forwards or NATs to a VM or container is not judged as such (see backends/divert.py).
 """
 
 from __future__ import annotations

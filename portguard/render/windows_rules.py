@@ -7,6 +7,13 @@ rules over everything the policy does not allow, next to ALLOW rules for what it
 - for ports open only to `from` sources, a block from the complement of those sources
   (per IP family) on exactly those ports;
 - allow rules for the open ports, the (sources, ports) elements and ICMP.
+
+These are inbound rules for this host's own traffic. Windows has no DNAT-published ports in
+the Linux sense, so `forwarded` cannot be rendered: ports NAT'd to a VM or container (WinNAT
+static mappings: Hyper-V, WSL, Docker on Windows) are not filtered by these rules, while a
+`netsh interface portproxy` port is an ordinary local listener and obeys them like any other.
+Under `forwarded: filter` (the default) the rendering says so in a note; under
+`forwarded: ignore` Windows already does what the policy asks.
 """
 
 from __future__ import annotations
@@ -28,7 +35,16 @@ from itertools import pairwise
 from typing import TypeVar
 
 from portguard.errors import PolicyError
-from portguard.model import AllowRule, DefaultVerdict, IcmpMode, Network, Policy, PortRange, Proto
+from portguard.model import (
+    AllowRule,
+    DefaultVerdict,
+    ForwardedMode,
+    IcmpMode,
+    Network,
+    Policy,
+    PortRange,
+    Proto,
+)
 from portguard.render.layout import (
     PolicyLayout,
     SourcePorts,
@@ -38,6 +54,7 @@ from portguard.render.layout import (
 )
 
 __all__ = [
+    "FORWARDED_NOTE",
     "GROUP",
     "ICMPV4_ESSENTIAL_TYPES",
     "ICMPV6_ESSENTIAL_TYPES",
@@ -64,6 +81,11 @@ ICMPV6_ESSENTIAL_TYPES = (1, 2, 3, 4, 128, 130, 131, 132, 134, 135, 136, 143)
 T = TypeVar("T")
 UNSAFE_WINDOWS_CHARS = re.compile(r"[^A-Za-z0-9 _.,:;/@()+=#*?\[\]-]")
 MAX_DESCRIPTION = 120
+FORWARDED_NOTE = (
+    "forwarded: filter does not apply to Windows Firewall: ports NATed to a VM or container"
+    " (WinNAT static mappings: Hyper-V, WSL, Docker) are not filtered by these inbound rules;"
+    " a netsh interface portproxy port is a local listener and obeys them like any port"
+)
 
 
 class Action(StrEnum):
@@ -282,6 +304,8 @@ def _policy_notes(policy: Policy) -> Iterable[str]:
             "log: true is not rendered: logging is a host-wide profile setting"
             " (Set-NetFirewallProfile -LogBlocked True) that portguard does not touch"
         )
+    if policy.forwarded is ForwardedMode.FILTER:
+        yield FORWARDED_NOTE
     if policy.icmp is IcmpMode.ESSENTIAL:
         yield (
             "icmp: essential is allow-only (no block over the other types): an allow rule"

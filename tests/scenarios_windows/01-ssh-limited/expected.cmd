@@ -2,6 +2,7 @@
 rem Rendered by portguard 0.1.0 from 01-ssh-limited/policy.yaml.
 rem Every rule is named "portguard-1104476c.a-...". Block rules win over allow rules
 rem in Windows Firewall, so the block rules cover every port the policy does not allow.
+rem NOTE: forwarded: filter does not apply to Windows Firewall: ports NATed to a VM or container (WinNAT static mappings: Hyper-V, WSL, Docker) are not filtered by these inbound rules; a netsh interface portproxy port is a local listener and obeys them like any port
 rem NOTE: icmp: essential is allow-only (no block over the other types): an allow rule another program adds for ICMP is not overridden
 rem NOTE: entry 1 (line 6): limit 10/minute cannot be expressed in Windows Firewall; the entry is allowed without a limit (portguard enforce applies it)
 netsh advfirewall firewall add rule name="portguard-1104476c.a-block-tcp-1" dir=in action=block profile=any enable=yes edge=no protocol=TCP localport=1-21,23-65535 remoteip=any description="ports no entry allows"

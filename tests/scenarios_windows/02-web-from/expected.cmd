@@ -4,6 +4,7 @@ rem Every rule is named "portguard-242c8236.a-...". Block rules win over allow r
 rem in Windows Firewall, so the block rules cover every port the policy does not allow.
 rem NOTE: default: reject is rendered as block: Windows Firewall cannot answer with a TCP reset or ICMP unreachable
 rem NOTE: log: true is not rendered: logging is a host-wide profile setting (Set-NetFirewallProfile -LogBlocked True) that portguard does not touch
+rem NOTE: forwarded: filter does not apply to Windows Firewall: ports NATed to a VM or container (WinNAT static mappings: Hyper-V, WSL, Docker) are not filtered by these inbound rules; a netsh interface portproxy port is a local listener and obeys them like any port
 netsh advfirewall firewall add rule name="portguard-242c8236.a-block-tcp-1" dir=in action=block profile=any enable=yes edge=no protocol=TCP localport=1-21,23-79,81-442,444-5431,5434-65535 remoteip=any description="ports no entry allows"
 netsh advfirewall firewall add rule name="portguard-242c8236.a-allow-tcp-1" dir=in action=allow profile=any enable=yes edge=no protocol=TCP localport=80,443 remoteip=any description="ports open to any source"
 netsh advfirewall firewall add rule name="portguard-242c8236.a-allow-tcp-from-1" dir=in action=allow profile=any enable=yes edge=no protocol=TCP localport=22 remoteip=192.0.2.0/24 description="ports open to the listed sources"

@@ -4,6 +4,7 @@
 # Remove them all: Get-NetFirewallRule -Group 'portguard' | Remove-NetFirewallRule
 # NOTE: default: reject is rendered as block: Windows Firewall cannot answer with a TCP reset or ICMP unreachable
 # NOTE: log: true is not rendered: logging is a host-wide profile setting (Set-NetFirewallProfile -LogBlocked True) that portguard does not touch
+# NOTE: forwarded: filter does not apply to Windows Firewall: ports NATed to a VM or container (WinNAT static mappings: Hyper-V, WSL, Docker) are not filtered by these inbound rules; a netsh interface portproxy port is a local listener and obeys them like any port
 $ErrorActionPreference = 'Stop'
 New-NetFirewallRule -Name 'portguard-242c8236.a-block-tcp-1' -DisplayName 'portguard block-tcp-1' -Group 'portguard' -Direction Inbound -Action Block -Protocol TCP -LocalPort @('1-21','23-79','81-442','444-5431','5434-65535') -Profile Any -Enabled True -Description 'ports no entry allows' | Out-Null
 New-NetFirewallRule -Name 'portguard-242c8236.a-allow-tcp-1' -DisplayName 'portguard allow-tcp-1' -Group 'portguard' -Direction Inbound -Action Allow -Protocol TCP -LocalPort @('80','443') -Profile Any -Enabled True -Description 'ports open to any source' | Out-Null

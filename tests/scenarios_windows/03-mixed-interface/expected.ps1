@@ -2,6 +2,7 @@
 # Rules are in group 'portguard', named 'portguard-66a0489b.a-...'. Block rules win over
 # allow rules in Windows Firewall, so the block rules cover every port not allowed.
 # Remove them all: Get-NetFirewallRule -Group 'portguard' | Remove-NetFirewallRule
+# NOTE: forwarded: filter does not apply to Windows Firewall: ports NATed to a VM or container (WinNAT static mappings: Hyper-V, WSL, Docker) are not filtered by these inbound rules; a netsh interface portproxy port is a local listener and obeys them like any port
 # NOTE: icmp: essential is allow-only (no block over the other types): an allow rule another program adds for ICMP is not overridden
 # NOTE: entry 1 (line 4): interface eth1 is an allow rule only; on other interfaces its ports rely on the default inbound action (Block)
 $ErrorActionPreference = 'Stop'
