@@ -9,6 +9,7 @@ from ipaddress import AddressValueError, IPv4Address, IPv6Address, collapse_addr
 from types import MappingProxyType
 
 from portguard.drift import RulesetState
+from portguard.facts.published import PublishedPort
 from portguard.model import AllowRule, ListeningSocket, Network, Policy, Proto
 from portguard.policy.lint import TROJAN_PORTS
 from portguard.verdict import ConnState, Packet, PacketProto, Verdict, rule_matches, verdict
@@ -16,12 +17,15 @@ from portguard.verdict import ConnState, Packet, PacketProto, Verdict, rule_matc
 __all__ = [
     "IdleAllow",
     "Plan",
+    "PublishedPlan",
     "RulesetChange",
     "SocketPlan",
     "SocketVerdict",
     "build_plan",
+    "judge_published",
     "judge_socket",
     "plan_json",
+    "published_json",
     "rule_reach_text",
     "socket_json",
     "trojan_name",
@@ -53,6 +57,16 @@ class SocketPlan:
 
 
 @dataclass(frozen=True)
+class PublishedPlan:
+    """One published (DNAT) port and the policy's verdict on new connections to it."""
+
+    published: PublishedPort
+    verdict: SocketVerdict  # ALLOWED or BLOCKED
+    from_anywhere: bool
+    allowed_by: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class IdleAllow:
     """An allow entry (for one protocol) that no exposed socket listens on."""
 
@@ -79,6 +93,7 @@ class Plan:
     sockets: tuple[SocketPlan, ...]
     idle_allows: tuple[IdleAllow, ...]
     ruleset: RulesetChange
+    published: tuple[PublishedPlan, ...] = ()
 
     @property
     def changes(self) -> bool | None:
@@ -97,6 +112,11 @@ class Plan:
         """Sockets bound to loopback only."""
         return tuple(s for s in self.sockets if s.verdict is SocketVerdict.LOOPBACK)
 
+    @property
+    def unreachable_published(self) -> tuple[PublishedPlan, ...]:
+        """Published ports the policy blocks for every source."""
+        return tuple(p for p in self.published if p.verdict is SocketVerdict.BLOCKED)
+
 
 def build_plan(
     policy: Policy,
@@ -104,14 +124,17 @@ def build_plan(
     ruleset_state: RulesetState | None,
     rendered_diff: str,
     unknown_reason: str | None = None,
+    *,
+    published: Iterable[PublishedPort] = (),
 ) -> Plan:
-    """Judge every socket, find idle allow entries, and attach the ruleset change."""
+    """Judge every socket and published port, find idle allows, attach the ruleset change."""
     listening = tuple(sockets)
     return Plan(
         policy_path=policy.path,
         sockets=tuple(judge_socket(policy, s) for s in listening),
         idle_allows=_idle_allows(policy, listening),
         ruleset=RulesetChange(ruleset_state, rendered_diff, unknown_reason),
+        published=tuple(judge_published(policy, p) for p in published),
     )
 
 
@@ -127,10 +150,38 @@ def judge_socket(policy: Policy, sock: ListeningSocket) -> SocketPlan:
         return SocketPlan(sock, SocketVerdict.LOOPBACK, False, (), trojan)
     dual_stack = sock.address == IPv6Address("::") and not sock.v6only
     families = (4, 6) if dual_stack else (sock.address.version,)
-    proto = PacketProto(sock.proto.value)
+    from_anywhere, allowed_by = _reach(policy, PacketProto(sock.proto.value), sock.port, families)
+    allowed = from_anywhere or bool(allowed_by)
+    return SocketPlan(
+        sock,
+        SocketVerdict.ALLOWED if allowed else SocketVerdict.BLOCKED,
+        from_anywhere,
+        allowed_by,
+        trojan,
+    )
+
+
+def judge_published(policy: Policy, published: PublishedPort) -> PublishedPlan:
+    """The verdict on NEW connections from other hosts to a published port (a DNAT packet)."""
+    from_anywhere, allowed_by = _reach(
+        policy, PacketProto(published.proto.value), published.port, (published.family,), dnat=True
+    )
+    allowed = from_anywhere or bool(allowed_by)
+    return PublishedPlan(
+        published,
+        SocketVerdict.ALLOWED if allowed else SocketVerdict.BLOCKED,
+        from_anywhere,
+        allowed_by,
+    )
+
+
+def _reach(
+    policy: Policy, proto: PacketProto, port: int, families: tuple[int, ...], *, dnat: bool = False
+) -> tuple[bool, tuple[str, ...]]:
+    """Whether a source no `from` names gets in, and which entries let someone in."""
 
     def accepted(source: IPv4Address | IPv6Address, interface: str) -> bool:
-        packet = Packet(proto, source, interface, dport=sock.port, state=ConnState.NEW)
+        packet = Packet(proto, source, interface, dport=port, state=ConnState.NEW, dnat=dnat)
         return verdict(policy, packet) is Verdict.ACCEPT
 
     outsiders = [o for o in (_outsider(policy, f) for f in families) if o is not None]
@@ -143,18 +194,11 @@ def judge_socket(policy: Policy, sock: ListeningSocket) -> SocketPlan:
             for interface in (_interface_example(rule.interface),)
         ]
         if any(
-            accepted(s, i) and rule_matches(rule, Packet(proto, s, i, dport=sock.port))
+            accepted(s, i) and rule_matches(rule, Packet(proto, s, i, dport=port))
             for s, i in probes
         ):
             allowed_by.append(rule_reach_text(rule))
-    allowed = from_anywhere or bool(allowed_by)
-    return SocketPlan(
-        sock,
-        SocketVerdict.ALLOWED if allowed else SocketVerdict.BLOCKED,
-        from_anywhere,
-        tuple(dict.fromkeys(allowed_by)),
-        trojan,
-    )
+    return from_anywhere, tuple(dict.fromkeys(allowed_by))
 
 
 def rule_reach_text(rule: AllowRule) -> str:
@@ -233,12 +277,29 @@ def socket_json(judged: SocketPlan | ListeningSocket) -> dict[str, object]:
     return data
 
 
+def published_json(judged: PublishedPlan | PublishedPort) -> dict[str, object]:
+    """One published port as DESIGN §5's JSON object (with the verdict when it was judged)."""
+    port = judged.published if isinstance(judged, PublishedPlan) else judged
+    data: dict[str, object] = {
+        "proto": port.proto.value,
+        "port": port.port,
+        "to": port.to,
+        "table": port.table,
+    }
+    if isinstance(judged, PublishedPlan):
+        data["verdict"] = judged.verdict.value
+        data["from_anywhere"] = judged.from_anywhere
+        data["allowed_by"] = list(judged.allowed_by)
+    return data
+
+
 def plan_json(plan: Plan) -> dict[str, object]:
     """The plan as DESIGN §5's JSON object."""
     return {
         "policy": plan.policy_path,
         "changes": plan.changes,
         "sockets": [socket_json(s) for s in plan.sockets],
+        "published": [published_json(p) for p in plan.published],
         "idle_allows": [
             {"proto": i.proto.value, "ports": i.ports, "line": i.line, "comment": i.comment}
             for i in plan.idle_allows

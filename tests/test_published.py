@@ -1,9 +1,11 @@
-"""Published ports parsed from real listings (tests/published, captured in a namespace)."""
+"""Published ports: parsed from real listings (tests/published), then judged by the plan."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from portguard.cli.plan_cmd import plan_markdown, plan_text
+from portguard.drift import RulesetState
 from portguard.facts.published import (
     MAX_PORTS_PER_RULE,
     PublishedPort,
@@ -11,6 +13,8 @@ from portguard.facts.published import (
     parse_save,
 )
 from portguard.model import Proto
+from portguard.plan import Plan, SocketVerdict, build_plan, plan_json
+from portguard.policy import parse_policy
 
 DATA = Path(__file__).parent / "published"
 TCP, UDP = Proto.TCP, Proto.UDP
@@ -100,3 +104,73 @@ def test_unknown_shapes_never_crash() -> None:
         "\t\tth dport 7 dnat to 10.0.0.1\n\t}\n}\n"
     )
     assert {(p.proto, p.port) for p in parse_ruleset_listing(text).ports} == {(TCP, 7), (UDP, 7)}
+
+
+POLICY = """\
+version: 1
+allow:
+  - port: 8080
+  - port: 5353
+    proto: udp
+    from: [198.51.100.0/24]
+"""
+DOCKER = (
+    PublishedPort(TCP, 8080, "172.17.0.2:80", "ip nat"),
+    PublishedPort(TCP, 9090, "172.17.0.3:90", "ip nat"),
+    PublishedPort(UDP, 5353, "172.17.0.2:53", "ip nat"),
+    PublishedPort(TCP, 9090, "[fd00::3]:90", "ip6 nat"),
+)
+
+
+def plan_of(text: str) -> Plan:
+    """A plan of `text` over DOCKER's published ports and no sockets."""
+    policy = parse_policy(text.encode(), "p.yaml").policy
+    return build_plan(policy, (), RulesetState.ABSENT, "", published=DOCKER)
+
+
+def test_published_verdicts_follow_the_allow_list() -> None:
+    """An allowed published port is allowed, an unlisted one blocked, `from` restricts."""
+    data = plan_json(plan_of(POLICY))["published"]
+    assert isinstance(data, list)
+    assert [(p["port"], p["to"], p["verdict"]) for p in data] == [
+        (8080, "172.17.0.2:80", "allowed"),
+        (9090, "172.17.0.3:90", "blocked"),
+        (5353, "172.17.0.2:53", "allowed"),
+        (9090, "[fd00::3]:90", "blocked"),
+    ]
+    assert data[0] == {
+        "proto": "tcp",
+        "port": 8080,
+        "to": "172.17.0.2:80",
+        "table": "ip nat",
+        "verdict": "allowed",
+        "from_anywhere": True,
+        "allowed_by": ["anywhere"],
+    }
+    assert data[2]["from_anywhere"] is False and data[2]["allowed_by"] == ["198.51.100.0/24"]
+
+
+def test_forwarded_ignore_allows_every_published_port() -> None:
+    """Under `forwarded: ignore` portguard leaves published ports alone: all allowed."""
+    plan = plan_of(POLICY.replace("allow:", "forwarded: ignore\nallow:"))
+    assert {p.verdict for p in plan.published} == {SocketVerdict.ALLOWED}
+    assert plan.unreachable_published == ()
+
+
+def test_text_and_markdown_list_unreachable_published_ports() -> None:
+    """The text and markdown plans name the published ports the policy blocks."""
+    plan = plan_of(POLICY)
+    text = plan_text(plan).split("Published ports this policy makes unreachable:\n")[1]
+    section = text.split("\n\n")[0]
+    assert "9090" in section and "172.17.0.3:90" in section and "[fd00::3]:90" in section
+    assert "8080" not in section and "5353" not in section
+    markdown = plan_markdown(plan)
+    assert "### Published ports this policy makes unreachable" in markdown
+    assert "| tcp | 9090 | 172.17.0.3:90 | ip nat | blocked |" in markdown
+    assert "2 unreachable published" not in markdown and "(+2 published)" in markdown
+
+
+def test_no_published_section_without_published_ports() -> None:
+    """A host without published ports gets no published section (goldens unchanged)."""
+    policy = parse_policy(POLICY.encode(), "p.yaml").policy
+    assert "Published ports" not in plan_text(build_plan(policy, (), RulesetState.ABSENT, ""))

@@ -14,7 +14,7 @@ import typer
 from portguard.apply import gather_facts
 from portguard.backends.nftables import NftablesUnavailable, open_kernel
 from portguard.cli.output import err, out, print_warnings
-from portguard.cli.ports_cmd import socket_rows
+from portguard.cli.ports_cmd import published_rows, read_published_or_note, socket_rows
 from portguard.cli.state_options import StateDirOption, open_state_dir
 from portguard.cli.tables import markdown_table, plain_table, print_table, wants_rich
 from portguard.drift import RulesetState, classify, table_in_force, unified_diff
@@ -32,6 +32,7 @@ EXIT_ERROR = 1
 EXIT_CHANGES = 2
 SOCKET_HEADERS = ("proto", "address", "port", "pid", "process", "exposed", "verdict", "note")
 IDLE_HEADERS = ("proto", "ports", "line", "comment")
+PUBLISHED_HEADERS = ("proto", "port", "to", "table", "verdict", "note")
 STATE_WORDS = MappingProxyType(
     {
         RulesetState.ABSENT: "absent: apply will create table inet portguard",
@@ -78,7 +79,14 @@ def plan(
     print_warnings(loaded.warnings, loaded.omitted_warnings)
     rendering = render_table(loaded.policy)
     state, diff, reason = _ruleset(rendering, str(policy), open_state_dir(state_dir))
-    result = build_plan(loaded.policy, listening_sockets(), state, diff, reason)
+    result = build_plan(
+        loaded.policy,
+        listening_sockets(),
+        state,
+        diff,
+        reason,
+        published=read_published_or_note(),
+    )
     if output_format is PlanFormat.JSON:
         out(json.dumps(plan_json(result), indent=2))
     elif output_format is PlanFormat.MARKDOWN:
@@ -119,18 +127,30 @@ def _ruleset(
 
 
 def plan_sections(result: Plan) -> list[Section]:
-    """The plan's tables: unreachable, restricted, idle allows, loopback-only, all sockets."""
+    """The plan's tables: unreachable, restricted, idle allows, loopback-only, all sockets.
+
+    With published (DNAT) ports on the host, the ones the policy makes unreachable come
+    second; a host without any gets no such section.
+    """
     restricted = [s for s in result.sockets if s.allowed_by and not s.from_anywhere]
 
     def rows(items: list[list[str]]) -> tuple[tuple[str, ...], ...]:
         return tuple(tuple(r) for r in items)
 
+    published = [
+        Section(
+            "Published ports this policy makes unreachable",
+            PUBLISHED_HEADERS,
+            rows(published_rows(result.unreachable_published)),
+        )
+    ]
     return [
         Section(
             "Listening sockets this policy makes unreachable",
             SOCKET_HEADERS,
             rows(socket_rows(result.unreachable)),
         ),
+        *(published if result.published else []),
         Section(
             "Listening sockets reachable only from some sources",
             SOCKET_HEADERS,
@@ -166,8 +186,9 @@ def _ruleset_text(result: Plan) -> str:
 
 
 def _summary(result: Plan) -> str:
+    published = f" (+{len(result.unreachable_published)} published)" if result.published else ""
     return (
-        f"{len(result.unreachable)} unreachable, {len(result.idle_allows)} idle"
+        f"{len(result.unreachable)} unreachable{published}, {len(result.idle_allows)} idle"
         f" allow{'' if len(result.idle_allows) == 1 else 's'}, "
         + {None: "changes unknown", True: "changes pending", False: "no changes"}[result.changes]
     )

@@ -1,4 +1,4 @@
-"""`portguard ports [--policy POLICY]`: listening sockets, their owners, and the verdict."""
+"""`portguard ports [--policy POLICY]`: listening sockets, published ports, and verdicts."""
 
 from __future__ import annotations
 
@@ -10,16 +10,27 @@ from typing import Annotated
 
 import typer
 
-from portguard.cli.output import out, print_warnings
+from portguard.backends.nftables import NftablesUnavailable
+from portguard.cli.output import err, out, print_warnings
 from portguard.cli.tables import print_table
-from portguard.facts import listening_sockets
+from portguard.facts import PublishedPort, listening_sockets, published_ports
 from portguard.model import ListeningSocket
-from portguard.plan import SocketPlan, judge_socket, socket_json, trojan_name
+from portguard.plan import (
+    PublishedPlan,
+    SocketPlan,
+    judge_published,
+    judge_socket,
+    published_json,
+    socket_json,
+    trojan_name,
+)
 from portguard.policy import load_policy
 
-__all__ = ["PortsFormat", "register", "socket_rows"]
+__all__ = ["PortsFormat", "published_rows", "read_published_or_note", "register", "socket_rows"]
 
 HEADERS = ("proto", "address", "port", "pid", "process", "exposed")
+PUBLISHED_HEADERS = ("proto", "port", "to", "table")
+PUBLISHED_TITLE = "Published ports (DNAT)"
 
 
 class PortsFormat(StrEnum):
@@ -43,15 +54,53 @@ def ports(
     if loaded is not None:
         print_warnings(loaded.warnings, loaded.omitted_warnings)
     found = listening_sockets()
-    judged = [judge_socket(loaded.policy, s) for s in found] if loaded is not None else None
+    published = read_published_or_note()
+    sockets: Sequence[SocketPlan | ListeningSocket] = found
+    forwarded: Sequence[PublishedPlan | PublishedPort] = published
+    if loaded is not None:
+        sockets = [judge_socket(loaded.policy, s) for s in found]
+        forwarded = [judge_published(loaded.policy, p) for p in published]
     if output_format is PortsFormat.JSON:
-        items = judged if judged is not None else found
-        out(json.dumps([socket_json(s) for s in items], indent=2))
+        data = {
+            "sockets": [socket_json(s) for s in sockets],
+            "published": [published_json(p) for p in forwarded],
+        }
+        out(json.dumps(data, indent=2))
         return 0
-    headers = (*HEADERS, "verdict", "note") if judged is not None else (*HEADERS, "note")
-    rows = socket_rows(judged if judged is not None else found)
-    print_table(f"{len(rows)} listening socket{'' if len(rows) == 1 else 's'}", headers, rows)
+    extra = ("verdict", "note") if loaded is not None else ("note",)
+    rows = socket_rows(sockets)
+    title = f"{len(rows)} listening socket{'' if len(rows) == 1 else 's'}"
+    print_table(title, (*HEADERS, *extra), rows)
+    out("")
+    published_headers = (*PUBLISHED_HEADERS, "verdict", "note") if loaded else PUBLISHED_HEADERS
+    print_table(PUBLISHED_TITLE, published_headers, published_rows(forwarded))
     return 0
+
+
+def read_published_or_note() -> tuple[PublishedPort, ...]:
+    """The published ports; without root (or nftables) none, with a one-line note on stderr."""
+    try:
+        found = published_ports()
+    except NftablesUnavailable as why:
+        err(f"portguard: published ports not shown: {why}")
+        return ()
+    for note in found.notes:
+        err(f"portguard: note: {note}")
+    return found.ports
+
+
+def published_rows(items: Sequence[PublishedPlan | PublishedPort]) -> list[list[str]]:
+    """Table rows for plain or judged published ports: proto, port, to, table, ..."""
+    rows: list[list[str]] = []
+    for item in items:
+        port = item.published if isinstance(item, PublishedPlan) else item
+        row = [port.proto.value, str(port.port), port.to, port.table]
+        if isinstance(item, PublishedPlan):
+            row.append(item.verdict.value)
+            only = item.allowed_by and not item.from_anywhere
+            row.append("only from " + "; ".join(item.allowed_by) if only else "")
+        rows.append(row)
+    return rows
 
 
 def socket_rows(items: Sequence[SocketPlan | ListeningSocket]) -> list[list[str]]:

@@ -1,12 +1,13 @@
-"""Facts about this host: the listening sockets, read by the platform's own module."""
+"""Facts about this host: listening sockets and published ports, each read by its own module."""
 
 from __future__ import annotations
 
 import sys
 
+from portguard.facts.published import PublishedPort, PublishedPorts
 from portguard.model import ListeningSocket
 
-__all__ = ["listening_sockets"]
+__all__ = ["PublishedPort", "PublishedPorts", "listening_sockets", "published_ports"]
 
 
 def listening_sockets() -> tuple[ListeningSocket, ...]:
@@ -18,3 +19,12 @@ def listening_sockets() -> tuple[ListeningSocket, ...]:
     from portguard.facts.sockets import linux_listening_sockets  # noqa: PLC0415
 
     return linux_listening_sockets()
+
+
+def published_ports() -> PublishedPorts:
+    """Ports this host DNATs elsewhere (none on Windows); NftablesUnavailable without root."""
+    if sys.platform == "win32":
+        return PublishedPorts()
+    from portguard.facts.published import read_published  # noqa: PLC0415
+
+    return read_published()
