@@ -94,10 +94,14 @@ def render_table(policy: Policy) -> NftTable:
     if policy.forwarded is ForwardedMode.FILTER:
         forward = [
             _rule("ct state != new accept"),
-            _rule("ct status != dnat accept"),
+            # A bit test: `ct status != dnat` would compare the whole status word (always true).
+            _rule("ct status & dnat == 0 accept"),
             _rule("meta l4proto != { tcp, udp } accept"),
             *_allow_rules(layout, FORWARD_PORT),
             *_final_rules(policy),
+            # The chain's policy is accept (routed traffic is not portguard's), so a drop
+            # default needs its own rule here.
+            *([_rule("drop")] if policy.default is DefaultVerdict.DROP else []),
         ]
     header = (
         f"Rendered by portguard {__version__} from {safe_comment(policy.path)}.",
