@@ -121,7 +121,9 @@ def test_ports_json_lists_listeners_with_pids_and_names(netns: Netns) -> None:
     """`ports --format json` shows each listener's address, pid (ip netns exec execs) and name."""
     with listening(netns, HOST_LISTENERS) as pids:
         result = netns.run(portguard_argv("ports", "--format", "json"), env=clean_env())
-    found = by_port(json.loads(result.stdout))
+    data = json.loads(result.stdout)
+    assert data["published"] == []
+    found = by_port(data["sockets"])
     assert set(found) == {(item.proto, item.port) for item in HOST_LISTENERS}
     for item in HOST_LISTENERS:
         sock = found[(item.proto, item.port)]
