@@ -52,103 +52,33 @@ PROBE_TIMEOUT = 2.5
 
 def _docker_rules() -> list[list[str]]:
     """Docker 20.10's iptables-nft rules for the three published ports (docker0 → pg-ctr0)."""
-    nat = ["-t", "nat"]
     rules = [
-        [*nat, "-N", "DOCKER"],
-        [*nat, "-A", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER"],
-        [
-            *nat,
-            "-A",
-            "POSTROUTING",
-            "-s",
-            "198.51.100.0/24",
-            "!",
-            "-o",
-            BRIDGE_IF,
-            "-j",
-            "MASQUERADE",
-        ],
-        [*nat, "-A", "DOCKER", "-i", BRIDGE_IF, "-j", "RETURN"],
-        ["-N", "DOCKER"],
-        ["-N", "DOCKER-USER"],
-        ["-P", "FORWARD", "DROP"],
-        ["-A", "FORWARD", "-j", "DOCKER-USER"],
-        [
-            "-A",
-            "FORWARD",
-            "-o",
-            BRIDGE_IF,
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "RELATED,ESTABLISHED",
-            "-j",
-            "ACCEPT",
-        ],
-        ["-A", "FORWARD", "-o", BRIDGE_IF, "-j", "DOCKER"],
-        ["-A", "FORWARD", "-i", BRIDGE_IF, "!", "-o", BRIDGE_IF, "-j", "ACCEPT"],
-        ["-A", "DOCKER-USER", "-j", "RETURN"],
+        "-t nat -N DOCKER",
+        "-t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+        f"-t nat -A POSTROUTING -s 198.51.100.0/24 ! -o {BRIDGE_IF} -j MASQUERADE",
+        f"-t nat -A DOCKER -i {BRIDGE_IF} -j RETURN",
+        "-N DOCKER",
+        "-N DOCKER-USER",
+        "-P FORWARD DROP",
+        "-A FORWARD -j DOCKER-USER",
+        f"-A FORWARD -o {BRIDGE_IF} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        f"-A FORWARD -o {BRIDGE_IF} -j DOCKER",
+        f"-A FORWARD -i {BRIDGE_IF} ! -o {BRIDGE_IF} -j ACCEPT",
+        "-A DOCKER-USER -j RETURN",
     ]
     for (proto, published), port in PUBLISHED.items():
         rules.append(
-            [
-                *nat,
-                "-A",
-                "DOCKER",
-                "!",
-                "-i",
-                BRIDGE_IF,
-                "-p",
-                proto,
-                "-m",
-                proto,
-                "--dport",
-                str(published),
-                "-j",
-                "DNAT",
-                "--to-destination",
-                f"{CONTAINER}:{port}",
-            ]
+            f"-t nat -A DOCKER ! -i {BRIDGE_IF} -p {proto} -m {proto} --dport {published}"
+            f" -j DNAT --to-destination {CONTAINER}:{port}"
         )
         rules.append(
-            [
-                "-A",
-                "DOCKER",
-                "-d",
-                f"{CONTAINER}/32",
-                "!",
-                "-i",
-                BRIDGE_IF,
-                "-o",
-                BRIDGE_IF,
-                "-p",
-                proto,
-                "-m",
-                proto,
-                "--dport",
-                str(port),
-                "-j",
-                "ACCEPT",
-            ]
+            f"-A DOCKER -d {CONTAINER}/32 ! -i {BRIDGE_IF} -o {BRIDGE_IF} -p {proto} -m {proto}"
+            f" --dport {port} -j ACCEPT"
         )
     # A routed, non-DNAT path straight to the container's address (another router's job),
     # opened in DOCKER-USER as an admin would.
-    rules.append(
-        [
-            "-I",
-            "DOCKER-USER",
-            "1",
-            "-d",
-            f"{CONTAINER}/32",
-            "-p",
-            "tcp",
-            "--dport",
-            "81",
-            "-j",
-            "ACCEPT",
-        ]
-    )
-    return rules
+    rules.append(f"-I DOCKER-USER 1 -d {CONTAINER}/32 -p tcp --dport 81 -j ACCEPT")
+    return [rule.split() for rule in rules]
 
 
 @dataclass(frozen=True)
