@@ -22,6 +22,9 @@ class Location:
 class PortguardError(Exception):
     """Base of every error the core raises on purpose."""
 
+    # Put before the message when it is the last word of a command (errors not about a file).
+    prefix = ""
+
 
 class PolicyError(PortguardError):
     """A policy (or a file it names) is invalid; carries where."""

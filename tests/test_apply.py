@@ -198,7 +198,7 @@ def test_not_root_is_one_line(netns: Netns, tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert result.stderr == "nftables needs root (CAP_NET_ADMIN); run as root\n"
+    assert result.stderr == "portguard: nftables needs root (CAP_NET_ADMIN); run as root\n"
     assert netns.ruleset() == before
 
 

@@ -48,7 +48,7 @@ def test_directory_as_policy(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         ),
         (
             ["check"],
-            "portguard check: Missing argument 'policy'. (see 'portguard check --help')",
+            "portguard check: Missing argument 'POLICY'. (see 'portguard check --help')",
         ),
         (
             ["no-such-command"],

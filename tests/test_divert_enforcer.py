@@ -242,7 +242,7 @@ def test_enforce_without_root_says_so_in_one_line(netns: Netns) -> None:
     done = netns.run([*drop, *portguard_argv("enforce", str(policy))], check=False, timeout=30)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "enforce needs root (CAP_BPF and CAP_NET_ADMIN); run as root"
+        "portguard: enforce needs root (CAP_BPF and CAP_NET_ADMIN); run as root"
     ]
 
 

@@ -114,7 +114,7 @@ def test_status_not_root_exits_one(netns: Netns) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert result.stderr == "nftables needs root (CAP_NET_ADMIN); run as root\n"
+    assert result.stderr == "portguard: nftables needs root (CAP_NET_ADMIN); run as root\n"
 
 
 def test_remove_deletes_only_our_table(netns: Netns, tmp_path: Path) -> None:

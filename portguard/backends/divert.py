@@ -50,6 +50,8 @@ FlowKey = tuple[int, str, int]  # (local port, remote address, remote port)
 class DivertUnavailable(PortguardError):
     """pydivert is missing, or the divert handle cannot be opened here."""
 
+    prefix = "portguard: "
+
 
 class DivertHandle(Protocol):
     """The part of pydivert.Divert the enforcer uses."""

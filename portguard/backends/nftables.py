@@ -34,6 +34,8 @@ ERROR_LINE = re.compile(r"^[^:\n]*:(\d+):\d+(?:-\d+)?: Error: (.*)$", re.MULTILI
 class NftablesUnavailable(PortguardError):
     """python-nftables or the kernel's nftables cannot be used here (module missing, not root)."""
 
+    prefix = "portguard: "
+
 
 class KernelRefused(PortguardError):
     """nftables refused a ruleset; carries its message and the offending rendered line."""

@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
+from portguard import __version__
 from portguard.cli import (
     apply_cmd,
     check_cmd,
+    completion_cmd,
     confirm_cmd,
     diff_cmd,
     enforce_cmd,
@@ -24,6 +26,7 @@ from portguard.cli import (
     show_cmd,
     status_cmd,
 )
+from portguard.cli.native import CONTEXT_SETTINGS, NativeGroup
 from portguard.errors import PortguardError
 
 __all__ = ["EXIT_CHANGES", "EXIT_DRIFT", "EXIT_ERROR", "EXIT_OK", "app", "main"]
@@ -35,18 +38,42 @@ EXIT_DRIFT = 3
 
 app = typer.Typer(
     name="portguard",
-    help="Enforce a YAML allow-list of inbound ports with nftables or Windows Firewall.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=False,  # `portguard completion SHELL` and `install` provide it instead
     pretty_exceptions_enable=False,
+    cls=NativeGroup,
+    context_settings=CONTEXT_SETTINGS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"portguard {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
-    """Enforce a YAML allow-list of inbound ports with nftables or Windows Firewall."""
+    """Enforce a YAML allow-list of inbound ports with nftables or Windows Firewall.
+
+    Start with `portguard check POLICY`, then `portguard plan POLICY`, then
+    `portguard apply --confirm 120 POLICY`. `portguard COMMAND -h` shows each command.
+
+    Exit codes: 0 ok; 1 error; 2 changes pending (plan --detailed-exitcode);
+    3 drift (status --check).
+    """
 
 
 # Each command module registers its commands here; keep one line per module.
@@ -65,6 +92,7 @@ for module in (
     plan_cmd,
     diff_cmd,
     enforce_cmd,
+    completion_cmd,
 ):
     module.register(app)
 
@@ -73,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; every failure is one line on stderr and exit status 1 (no traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    completion_cmd.enable_if_asked()
     try:
         result = app(args=args, prog_name="portguard", standalone_mode=False)
     except typer.Exit as stop:
@@ -86,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PortguardError as error:
         if debug:
             raise
-        print(_one_line(str(error)), file=sys.stderr)
+        print(error.prefix + _one_line(str(error)), file=sys.stderr)
         return EXIT_ERROR
     except Exception as error:
         if debug:
