@@ -14,8 +14,11 @@ from pathlib import Path
 
 from portguard.errors import PortguardError
 from portguard.policy import load_policy
+from portguard.shipped import shipped_path
 
 __all__ = [
+    "COMPLETION_PATHS",
+    "MAN_PAGE",
     "POLICY_PATH",
     "SHIPPED_EXECUTABLE",
     "UNIT_DIR",
@@ -26,6 +29,7 @@ __all__ = [
     "SystemctlRun",
     "UninstallReport",
     "default_executable",
+    "default_policy_file",
     "install",
     "render_unit",
     "shipped_dir",
@@ -34,9 +38,15 @@ __all__ = [
     "uninstall",
 ]
 
-CHECKOUT = Path(__file__).resolve().parent.parent
 UNIT_DIR = Path("etc/systemd/system")
 POLICY_PATH = Path("etc/portguard/policy.yaml")
+MAN_PAGE = Path("usr/local/share/man/man1/portguard.1")
+# Completion scripts where bash-completion, zsh (Debian's fpath) and fish look under /usr/local.
+COMPLETION_PATHS = {
+    "bash": Path("usr/local/share/bash-completion/completions/portguard"),
+    "zsh": Path("usr/local/share/zsh/site-functions/_portguard"),
+    "fish": Path("usr/local/share/fish/vendor_completions.d/portguard.fish"),
+}
 UNIT_FILES = ("portguard.service", "portguard.path", "portguard-reload.service")
 ENABLED_UNITS = ("portguard.service", "portguard.path")
 SHIPPED_EXECUTABLE = "/usr/local/bin/portguard"
@@ -46,6 +56,8 @@ SYSTEMCTL_TIMEOUT = 60
 
 class InstallError(PortguardError):
     """The units or the policy cannot be installed or removed as asked."""
+
+    prefix = "portguard: "
 
 
 class SystemctlMode(StrEnum):
@@ -72,6 +84,8 @@ class InstallReport:
     executable: str
     policy: Path
     policy_created: bool
+    policy_replaced: Path | None  # where the old policy was saved when --replace-policy
+    docs: tuple[Path, ...]  # the man page and the shell completions
     mode: SystemctlMode
     skip_reason: str | None
     systemctl: tuple[SystemctlRun, ...]
@@ -82,6 +96,7 @@ class UninstallReport:
     """What uninstall did: unit files removed, and what it left alone on purpose."""
 
     removed: tuple[Path, ...]
+    docs_removed: tuple[Path, ...]
     policy: Path
     mode: SystemctlMode
     skip_reason: str | None
@@ -89,8 +104,13 @@ class UninstallReport:
 
 
 def shipped_dir() -> Path:
-    """The checkout's systemd/ directory holding the shipped unit files."""
-    return CHECKOUT / "systemd"
+    """The directory holding the shipped unit files (package data, or the checkout's systemd/)."""
+    return shipped_path("systemd")
+
+
+def default_policy_file() -> Path:
+    """The bundled default policy (package data, or the checkout's policies/default.yaml)."""
+    return shipped_path("policies") / "default.yaml"
 
 
 def default_executable() -> str:
@@ -136,21 +156,35 @@ def install(
     policy_source: Path | None,
     mode: SystemctlMode,
     skip_reason: str | None = None,
+    *,
+    replace_policy: bool = False,
+    completions: tuple[tuple[str, str], ...] = (),
 ) -> InstallReport:
-    """Write the units under `root`, create the policy if absent, and enable the units."""
+    """Write the units, man page and completions under `root`, the policy, and enable units.
+
+    An existing policy is kept; naming a different one with `policy_source` is an error
+    unless `replace_policy` (the old one is then saved next to it as policy.yaml.old).
+    """
     _require_root_for(root)
     units_text = {name: _read_shipped(name) for name in UNIT_FILES}
-    source = policy_source if policy_source is not None else CHECKOUT / "policies/default.yaml"
+    source = policy_source if policy_source is not None else default_policy_file()
     load_policy(source)  # never install a policy that would fail at boot
+    new_text = _read(source)
+    policy = root / POLICY_PATH
+    created = not policy.exists()
+    replaced = _check_policy_swap(policy, source, new_text, policy_source, replace_policy)
     rendered = {name: render_unit(text, executable) for name, text in units_text.items()}
     unit_dir = root / UNIT_DIR
     written = []
     for name, text in rendered.items():
         written.append(_write(unit_dir / name, text, 0o644))
-    policy = root / POLICY_PATH
-    created = not policy.exists()
-    if created:
-        _write(policy, _read(source), 0o644)
+    docs = [_write(root / MAN_PAGE, _read(shipped_path("man") / "portguard.1"), 0o644)]
+    for shell, script in completions:
+        docs.append(_write(root / COMPLETION_PATHS[shell], script, 0o644))
+    if replaced is not None:
+        _write(replaced, _read(policy), 0o644)
+    if created or replaced is not None:
+        _write(policy, new_text, 0o644)
     runs: tuple[SystemctlRun, ...] = ()
     if mode is SystemctlMode.LIVE:
         runs = (_systemctl(root, "daemon-reload"), _systemctl(root, "enable", *ENABLED_UNITS))
@@ -161,6 +195,8 @@ def install(
         executable=executable,
         policy=policy,
         policy_created=created,
+        policy_replaced=replaced,
+        docs=tuple(docs),
         mode=mode,
         skip_reason=skip_reason,
         systemctl=runs,
@@ -188,13 +224,33 @@ def uninstall(root: Path, mode: SystemctlMode, skip_reason: str | None = None) -
         removed.append(path)
     if mode is SystemctlMode.LIVE and present:
         runs.append(_systemctl(root, "daemon-reload"))
+    docs = [root / path for path in (MAN_PAGE, *COMPLETION_PATHS.values())]
+    docs_removed = [path for path in docs if path.is_file()]
+    for path in docs_removed:
+        path.unlink()
     return UninstallReport(
         removed=tuple(removed),
+        docs_removed=tuple(docs_removed),
         policy=root / POLICY_PATH,
         mode=mode,
         skip_reason=skip_reason,
         systemctl=tuple(runs),
     )
+
+
+def _check_policy_swap(
+    policy: Path, source: Path, new_text: str, asked: Path | None, replace: bool
+) -> Path | None:
+    """Where to save the old policy when it is replaced; an error when --policy would be lost."""
+    if asked is None or not policy.exists() or _read(policy) == new_text:
+        return None
+    if not replace:
+        raise InstallError(
+            f"{policy} exists and differs from {source}; install keeps an existing policy:"
+            " drop --policy to keep it, or add --replace-policy to replace it"
+            " (the old one is saved as policy.yaml.old)"
+        )
+    return policy.with_name(policy.name + ".old")
 
 
 def _require_root_for(root: Path) -> None:
@@ -205,7 +261,7 @@ def _require_root_for(root: Path) -> None:
 def _read_shipped(name: str) -> str:
     path = shipped_dir() / name
     if not path.is_file():
-        raise InstallError(f"{path}: shipped unit file missing; install from a portguard checkout")
+        raise InstallError(f"{path}: shipped unit file missing; reinstall portguard")
     return _read(path)
 
 

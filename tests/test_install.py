@@ -50,13 +50,62 @@ def test_install_writes_units_with_the_executable_and_the_default_policy(
 def test_install_never_overwrites_an_existing_policy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An admin's policy stays byte for byte, even when --policy names another."""
+    """Without --policy an admin's policy stays byte for byte and install says it kept it."""
+    (tmp_path / POLICY).parent.mkdir(parents=True)
+    (tmp_path / POLICY).write_text("# mine\nversion: 1\nallow: []\n", encoding="utf-8")
+    assert _install(tmp_path, "--no-systemctl") == 0
+    assert (tmp_path / POLICY).read_text(encoding="utf-8") == "# mine\nversion: 1\nallow: []\n"
+    assert "kept the existing" in capsys.readouterr().out
+
+
+def test_install_policy_new_over_an_existing_one_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--policy NEW over a different policy is one error line, exit 1, and nothing written."""
     (tmp_path / POLICY).parent.mkdir(parents=True)
     (tmp_path / POLICY).write_text("# mine\nversion: 1\nallow: []\n", encoding="utf-8")
     other = CHECKOUT / "policies/web-server.yaml"
-    assert _install(tmp_path, "--no-systemctl", "--policy", str(other)) == 0
+    assert _install(tmp_path, "--no-systemctl", "--policy", str(other)) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert error[0].startswith(f"portguard: {tmp_path / POLICY} exists and differs from {other}")
+    assert "--replace-policy" in error[0]
     assert (tmp_path / POLICY).read_text(encoding="utf-8") == "# mine\nversion: 1\nallow: []\n"
-    assert "kept the existing" in capsys.readouterr().out
+    assert not (tmp_path / UNIT_DIR).exists()
+
+
+def test_install_replace_policy_swaps_it_and_keeps_the_old_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--policy NEW --replace-policy installs NEW and saves the old one as policy.yaml.old."""
+    (tmp_path / POLICY).parent.mkdir(parents=True)
+    (tmp_path / POLICY).write_text("# mine\nversion: 1\nallow: []\n", encoding="utf-8")
+    other = CHECKOUT / "policies/web-server.yaml"
+    assert _install(tmp_path, "--no-systemctl", "--policy", str(other), "--replace-policy") == 0
+    assert (tmp_path / POLICY).read_bytes() == other.read_bytes()
+    saved = tmp_path / "etc/portguard/policy.yaml.old"
+    assert saved.read_text(encoding="utf-8") == "# mine\nversion: 1\nallow: []\n"
+    assert f"old one saved as {saved}" in capsys.readouterr().out
+
+
+def test_install_writes_man_page_and_completions_and_uninstall_removes_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """install puts portguard(1) and bash/zsh/fish completion under usr/local/share."""
+    assert _install(tmp_path, "--no-systemctl") == 0
+    share = tmp_path / "usr/local/share"
+    page = share / "man/man1/portguard.1"
+    assert page.read_bytes() == (CHECKOUT / "man/portguard.1").read_bytes()
+    bash = (share / "bash-completion/completions/portguard").read_text(encoding="utf-8")
+    assert "complete -o default -F _portguard_completion portguard" in bash
+    assert "#compdef portguard" in (share / "zsh/site-functions/_portguard").read_text()
+    fish = (share / "fish/vendor_completions.d/portguard.fish").read_text(encoding="utf-8")
+    assert fish.startswith("complete --command portguard")
+    capsys.readouterr()
+    assert main(["uninstall", "--root", str(tmp_path), "--no-systemctl"]) == 0
+    assert f"removed {page}" in capsys.readouterr().out
+    assert not page.exists()
+    assert not (share / "zsh/site-functions/_portguard").exists()
 
 
 def test_install_policy_option_seeds_a_new_policy(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from portguard.cli.completion_cmd import Shell, completion_script
 from portguard.cli.output import out
 from portguard.install import (
     SystemctlMode,
@@ -27,6 +28,13 @@ RootOption = Annotated[
         help="Install under this directory instead of / (for images and tests).",
     ),
 ]
+UninstallRootOption = Annotated[
+    Path,
+    typer.Option(
+        "--root",
+        help="Remove what was installed under this directory instead of / (images, tests).",
+    ),
+]
 NoSystemctlOption = Annotated[
     bool,
     typer.Option("--no-systemctl", help="Only write or remove files; do not call systemctl."),
@@ -38,10 +46,19 @@ def install_command(
         Path | None,
         typer.Option(
             "--policy",
-            help="Policy to put at /etc/portguard/policy.yaml if none is there"
-            " (default: the bundled policies/default.yaml). An existing one is never replaced.",
+            help="Policy to put at /etc/portguard/policy.yaml (default: the bundled"
+            " policies/default.yaml). An existing different policy is an error unless"
+            " --replace-policy.",
         ),
     ] = None,
+    replace_policy: Annotated[
+        bool,
+        typer.Option(
+            "--replace-policy",
+            help="Replace an existing /etc/portguard/policy.yaml with --policy"
+            " (the old one is kept as policy.yaml.old).",
+        ),
+    ] = False,
     root: RootOption = Path("/"),
     executable: Annotated[
         str | None,
@@ -53,14 +70,33 @@ def install_command(
     ] = None,
     no_systemctl: NoSystemctlOption = False,
 ) -> int:
-    """Install the systemd units that apply the policy at boot, and enable them."""
+    """Install the systemd units that apply the policy at boot, and enable them.
+
+    Also installs the man page portguard(1) and bash, zsh and fish completion under
+    /usr/local/share. Nothing is applied now.
+    """
     mode, why = systemctl_mode(root, skip=no_systemctl, booted=systemd_booted())
-    report = install(root, executable or default_executable(), policy, mode, why)
+    scripts = tuple((shell.value, completion_script(shell)) for shell in Shell)
+    report = install(
+        root,
+        executable or default_executable(),
+        policy,
+        mode,
+        why,
+        replace_policy=replace_policy,
+        completions=scripts,
+    )
     for unit in report.units:
         out(f"wrote {unit}")
+    for doc in report.docs:
+        out(f"wrote {doc}")
     out(f"units run {report.executable}")
-    if report.policy_created:
+    if report.policy_replaced is not None:
+        out(f"replaced {report.policy} with {policy} (old one saved as {report.policy_replaced})")
+    elif report.policy_created:
         out(f"created {report.policy} from {policy or 'the bundled default policy'}")
+    elif policy is not None:
+        out(f"{report.policy} already is {policy}")
     else:
         out(f"kept the existing {report.policy} (never overwritten)")
     _print_systemctl(report.systemctl, report.skip_reason)
@@ -74,15 +110,20 @@ def install_command(
 
 
 def uninstall_command(
-    root: RootOption = Path("/"),
+    root: UninstallRootOption = Path("/"),
     no_systemctl: NoSystemctlOption = False,
 ) -> int:
-    """Disable and remove the units; the policy file and the live rules stay as they are."""
+    """Disable and remove the units; the policy file and the live rules stay as they are.
+
+    The man page and the completions that install wrote go too.
+    """
     mode, why = systemctl_mode(root, skip=no_systemctl, booted=systemd_booted())
     report = uninstall(root, mode, why)
     _print_systemctl(report.systemctl, report.skip_reason)
     for unit in report.removed:
         out(f"removed {unit}")
+    for doc in report.docs_removed:
+        out(f"removed {doc}")
     if not report.removed:
         out("no portguard units were installed")
     out(f"left {report.policy} and the state dir in place")
