@@ -4,7 +4,7 @@
 # /usr/bin/python3 with --system-site-packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(nftables python3-nftables python3-venv iproute2 systemd iptables)
+packages=(nftables python3-nftables python3-venv iproute2 systemd iptables man-db)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -221,7 +221,7 @@ def test_python_nftables_missing_is_one_line(netns: Netns, tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "python-nftables is not installed (Debian: apt install python3-nftables)"
+        "portguard: python-nftables is not installed (Debian: apt install python3-nftables)"
     ]
     assert "portguard" not in netns.ruleset()
 

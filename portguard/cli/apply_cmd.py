@@ -15,7 +15,7 @@ from portguard.cli import windows_cmds
 from portguard.cli.boot_report import run_boot
 from portguard.cli.confirm_cmd import execute_with_confirm, report_confirm
 from portguard.cli.lockout_guard import guard_apply
-from portguard.cli.output import out, print_warnings, print_warnings_text
+from portguard.cli.output import err, out, print_warnings, print_warnings_text
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
 from portguard.drift import RulesetState
 from portguard.policy import load_policy
@@ -76,11 +76,15 @@ def apply(
             typer.confirm(f"Replace portguard's rules with the rules of {policy}?", abort=True)
         return windows_cmds.apply_on_windows(policy, loaded.policy)
     loaded, target = load_target(policy)
-    print_warnings(loaded.warnings, loaded.omitted_warnings)
     guard_apply(loaded.policy, force=force)
     state = open_state_dir(state_dir)
     kernel = open_kernel()
     plan = plan_change(target, gather_facts(kernel, state))
+    if plan.kernel_change or plan.record_change:
+        print_warnings(loaded.warnings, loaded.omitted_warnings)
+    elif loaded.warnings:  # an unchanged re-apply: the warnings were shown when it went in
+        count = len(loaded.warnings) + loaded.omitted_warnings
+        err(f"portguard: {count} lint warning{'' if count == 1 else 's'} (see `portguard check`)")
     print_warnings_text(plan.facts.records.warnings)
     # What the admin confirmed is what goes in: after a prompt, a table that changed in the
     # meantime stops the apply. Unprompted, the plan is made again under the lock.

@@ -73,7 +73,7 @@ EPILOGS: Mapping[str, tuple[tuple[str, ...], str]] = MappingProxyType(
             "0 stopped cleanly; 1 error.",
         ),
         "completion": (
-            ("portguard completion bash > ~/.local/share/bash-completion/completions/portguard",),
+            ("portguard completion bash > /etc/bash_completion.d/portguard",),
             "0 printed; 1 unknown shell.",
         ),
     }

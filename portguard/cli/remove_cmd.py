@@ -12,7 +12,7 @@ from portguard.cli import windows_cmds
 from portguard.cli.output import out, print_warnings_text
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
 from portguard.confirm import end_confirm
-from portguard.remove import remove_table
+from portguard.remove import plan_removal, remove_table
 
 __all__ = ["register"]
 
@@ -23,12 +23,17 @@ def remove(
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> int:
     """Delete table inet portguard (inbound traffic is then unfiltered by portguard)."""
-    state = None if windows_cmds.on_windows() else open_state_dir(state_dir)
-    if not yes and sys.stdin.isatty():
-        typer.confirm("Delete portguard's rules and stop enforcing the policy?", abort=True)
-    if state is None:
+    if windows_cmds.on_windows():
+        if not yes and sys.stdin.isatty():
+            typer.confirm("Delete portguard's rules and stop enforcing the policy?", abort=True)
         return windows_cmds.remove_on_windows()
-    outcome = remove_table(state, lock_timeout=lock_timeout)
+    state = open_state_dir(state_dir)
+    planned = None
+    if not yes and sys.stdin.isatty():
+        planned = plan_removal(state)  # nothing loaded: nothing to ask about
+        if planned[0].kernel_change:
+            typer.confirm("Delete portguard's rules and stop enforcing the policy?", abort=True)
+    outcome = remove_table(state, lock_timeout=lock_timeout, planned=planned)
     print_warnings_text(outcome.warnings)
     if outcome.changed and end_confirm(state) is not None:
         out("portguard: this removal ends the pending confirmation (nothing will be reverted)")
