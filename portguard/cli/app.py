@@ -23,6 +23,7 @@ from portguard.cli import (
     remove_cmd,
     render_cmd,
     rollback_cmd,
+    schema_cmd,
     show_cmd,
     status_cmd,
 )
@@ -93,6 +94,7 @@ for module in (
     diff_cmd,
     enforce_cmd,
     completion_cmd,
+    schema_cmd,
 ):
     module.register(app)
 

@@ -1,4 +1,4 @@
-"""`portguard check POLICY`: validate, lint, and have the kernel parse the rendered rules."""
+"""`portguard check POLICY...`: validate, lint, and have the kernel parse the rendered rules."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 from portguard.backends.nftables import NftablesUnavailable, dry_run
 from portguard.cli.output import err, out, print_warnings
+from portguard.errors import PortguardError
 from portguard.policy import load_policy
 from portguard.render.nftables import render_nftables, transaction
 
@@ -16,13 +17,30 @@ __all__ = ["register"]
 
 
 def check(
-    policy: Annotated[Path, typer.Argument(help="The policy file to check.")],
+    policies: Annotated[
+        list[Path],
+        typer.Argument(metavar="POLICY", help="The policy files to check (one or more)."),
+    ],
     kernel: Annotated[
         bool,
         typer.Option("--kernel/--no-kernel", help="Also have nftables parse the result (dry run)."),
     ] = True,
 ) -> int:
-    """Validate and lint POLICY; as root, also dry-run the rendered rules in the kernel."""
+    """Validate and lint each POLICY; as root, also dry-run the rendered rules in the kernel."""
+    if len(policies) == 1:
+        return _check_one(policies[0], kernel)  # an error is main()'s one line
+    failed = 0
+    for policy in policies:
+        try:
+            _check_one(policy, kernel)
+        except PortguardError as error:
+            err(error.prefix + " ".join(str(error).split()))
+            failed += 1
+    return 1 if failed else 0
+
+
+def _check_one(policy: Path, kernel: bool) -> int:
+    """Check one policy: 0, or raise a PortguardError (main makes it one line)."""
     loaded = load_policy(policy)
     print_warnings(loaded.warnings, loaded.omitted_warnings)
     entries = len(loaded.policy.allow)

@@ -72,6 +72,10 @@ EPILOGS: Mapping[str, tuple[tuple[str, ...], str]] = MappingProxyType(
             ("portguard enforce policy.yaml",),
             "0 stopped cleanly; 1 error.",
         ),
+        "schema": (
+            ("portguard schema > portguard-policy.schema.json",),
+            "0 printed.",
+        ),
         "completion": (
             ("portguard completion bash > /etc/bash_completion.d/portguard",),
             "0 printed; 1 unknown shell.",

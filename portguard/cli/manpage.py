@@ -80,6 +80,7 @@ def _usage(name: str, command: typer.core.TyperCommand, ctx: typer.Context) -> s
     for param in command.get_params(ctx):
         if isinstance(param, TyperArgument):
             label = f"\\fI{(param.metavar or param.name or '').upper()}\\fR"
+            label += "..." if param.nargs != 1 else ""
             pieces.append(label if param.required else f"[{label}]")
     return " ".join(pieces)
 
