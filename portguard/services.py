@@ -1,4 +1,4 @@
-"""Service names to ports: /etc/services when present, else a small built-in table."""
+"""Service names to ports: built-in profiles first, then /etc/services (or a small table)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from portguard.model import Proto
+from portguard.model import PortRange, Proto
+from portguard.service_profiles import PROFILES
 
 __all__ = [
     "BUILTIN_SERVICES",
+    "ServiceError",
     "ServiceTable",
     "builtin_services",
     "load_services",
@@ -58,6 +60,10 @@ BUILTIN_SERVICES: Mapping[str, tuple[int, tuple[str, ...]]] = MappingProxyType(
 )
 
 
+class ServiceError(ValueError):
+    """A service name that cannot be resolved as asked (the loader adds where)."""
+
+
 @dataclass(frozen=True)
 class ServiceTable:
     """Immutable lookup of service name (or alias) and protocol to port."""
@@ -70,9 +76,34 @@ class ServiceTable:
         return self.ports.get((name.lower(), proto.value))
 
     def knows(self, name: str) -> bool:
-        """Whether `name` is a service for any protocol."""
+        """Whether `name` is a profile or a service for any protocol."""
         lowered = name.lower()
-        return any((lowered, proto.value) in self.ports for proto in Proto)
+        return lowered in PROFILES or any((lowered, proto.value) in self.ports for proto in Proto)
+
+    def resolve(
+        self, name: str, protos: tuple[Proto, ...] | None
+    ) -> tuple[tuple[tuple[Proto, ...], tuple[PortRange, ...]], ...]:
+        """Ports of `name` as (protocols, ports) groups; protocols with equal ports share one.
+
+        Without `protos` a profile gives all its protocols, any other name tcp. With
+        `protos`, each protocol takes the profile's ports, else /etc/services' port.
+        Raises ServiceError when the name is unknown or lacks a port for a protocol.
+        """
+        lowered = name.lower()
+        if not self.knows(name):
+            raise ServiceError(f"unknown service '{name}' (not in {self.source}); use port: N")
+        profile = PROFILES.get(lowered)
+        wanted = protos or (profile.protos if profile is not None else (Proto.TCP,))
+        groups: dict[tuple[PortRange, ...], list[Proto]] = {}
+        for proto in wanted:
+            ports = profile.ports(proto) if profile is not None else ()
+            if not ports:
+                port = self.lookup(lowered, proto)
+                if port is None:
+                    raise ServiceError(f"service '{name}' has no {proto.value} port")
+                ports = (PortRange(port, port),)
+            groups.setdefault(ports, []).append(proto)
+        return tuple((tuple(found), ports) for ports, found in groups.items())
 
 
 def parse_services(text: str) -> dict[tuple[str, str], int]:

@@ -24,6 +24,7 @@ from portguard.cli import (
     render_cmd,
     rollback_cmd,
     schema_cmd,
+    services_cmd,
     show_cmd,
     status_cmd,
 )
@@ -95,6 +96,7 @@ for module in (
     enforce_cmd,
     completion_cmd,
     schema_cmd,
+    services_cmd,
 ):
     module.register(app)
 

@@ -72,6 +72,10 @@ EPILOGS: Mapping[str, tuple[tuple[str, ...], str]] = MappingProxyType(
             ("portguard enforce policy.yaml",),
             "0 stopped cleanly; 1 error.",
         ),
+        "services": (
+            ("portguard services", "portguard services -f json"),
+            "0 listed.",
+        ),
         "schema": (
             ("portguard schema > portguard-policy.schema.json",),
             "0 printed.",

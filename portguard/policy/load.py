@@ -44,7 +44,7 @@ from portguard.policy.networks import (
     to_network,
 )
 from portguard.policy.yamlnodes import NodeReader, compose_document, decode_text, describe, short
-from portguard.services import ServiceTable, load_services
+from portguard.services import ServiceError, ServiceTable, load_services
 
 __all__ = ["MAX_ADDRESSES", "LoadedPolicy", "load_policy", "parse_policy", "read_policy_bytes"]
 
@@ -160,7 +160,9 @@ class _Builder:
         allow_node = top["allow"][1]
         if not _is_collection(allow_node) and r.scalar(allow_node) is None:
             raise r.error(allow_node, "allow must be a list (use [] to allow nothing)")
-        allow = tuple(self._allow(item, sets) for item in r.sequence(allow_node, "allow"))
+        allow = tuple(
+            rule for item in r.sequence(allow_node, "allow") for rule in self._allow(item, sets)
+        )
         return Policy(
             path=r.file,
             version=version,
@@ -291,20 +293,21 @@ class _Builder:
 
     # --- allow entries ------------------------------------------------------------------------
 
-    def _allow(self, node: Node, sets: dict[str, tuple[Network, ...]]) -> AllowRule:
+    def _allow(self, node: Node, sets: dict[str, tuple[Network, ...]]) -> tuple[AllowRule, ...]:
+        """One allow entry as rules: one, or one per protocol group of a service profile."""
         r = self.reader
         entry = r.mapping(node, "an allow entry")
         self._reject_unknown(entry, ALLOW_KEYS, "an allow entry")
-        protos = self._protos(entry["proto"][1]) if "proto" in entry else (Proto.TCP,)
+        given = self._protos(entry["proto"][1]) if "proto" in entry else None
         if ("port" in entry) == ("service" in entry):
             raise r.error(node, "an allow entry needs exactly one of 'port' or 'service'")
         service: str | None = None
         if "service" in entry:
             service_node = entry["service"][1]
             service = r.string(service_node, "service")
-            ports: tuple[PortRange, ...] = (self._service_port(service, protos, service_node),)
+            groups = self._service_ports(service, given, service_node)
         else:
-            ports = self._ports(entry["port"][1])
+            groups = ((given or (Proto.TCP,), self._ports(entry["port"][1])),)
         sources: tuple[Network, ...] | None = None
         names: tuple[str, ...] = ()
         if "from" in entry:
@@ -326,16 +329,19 @@ class _Builder:
             comment = r.string(comment_node, "comment")
             if len(comment) > MAX_COMMENT:
                 raise r.error(comment_node, f"comment is longer than {MAX_COMMENT} characters")
-        return AllowRule(
-            ports=ports,
-            protos=protos,
-            sources=sources,
-            source_names=names,
-            interface=interface,
-            limit=limit,
-            comment=comment,
-            service=service,
-            location=r.location(node),
+        return tuple(
+            AllowRule(
+                ports=ports,
+                protos=protos,
+                sources=sources,
+                source_names=names,
+                interface=interface,
+                limit=limit,
+                comment=comment,
+                service=service,
+                location=r.location(node),
+            )
+            for protos, ports in groups
         )
 
     def _protos(self, node: Node) -> tuple[Proto, ...]:
@@ -346,24 +352,18 @@ class _Builder:
         found = {Proto(r.choice(item, "proto", ("tcp", "udp"))) for item in items}
         return tuple(p for p in Proto if p in found)
 
-    def _service_port(self, name: str, protos: tuple[Proto, ...], node: Node) -> PortRange:
+    def _service_ports(
+        self, name: str, protos: tuple[Proto, ...] | None, node: Node
+    ) -> tuple[tuple[tuple[Proto, ...], tuple[PortRange, ...]], ...]:
         if not self.services.knows(name):
             raise self.reader.error(
                 node,
                 f"unknown service '{short(name)}' (not in {self.services.source}); use port: N",
             )
-        found = {proto: self.services.lookup(name, proto) for proto in protos}
-        for proto, port in found.items():
-            if port is None:
-                raise self.reader.error(node, f"service '{short(name)}' has no {proto.value} port")
-        ports = {p for p in found.values() if p is not None}
-        if len(ports) != 1:
-            raise self.reader.error(
-                node,
-                f"service '{short(name)}' uses different ports per protocol; write one entry each",
-            )
-        port = ports.pop()
-        return PortRange(port, port)
+        try:
+            return self.services.resolve(name, protos)
+        except ServiceError as why:
+            raise self.reader.error(node, str(why)) from None
 
     def _ports(self, node: Node) -> tuple[PortRange, ...]:
         r = self.reader
