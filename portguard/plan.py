@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -10,8 +11,9 @@ from types import MappingProxyType
 
 from portguard.drift import RulesetState
 from portguard.facts.published import PublishedPort
-from portguard.model import AllowRule, ListeningSocket, Network, Policy, Proto
+from portguard.model import AllowRule, ListeningSocket, Network, Policy, PortRange, Proto
 from portguard.policy.lint import TROJAN_PORTS
+from portguard.render.layout import merge_ranges
 from portguard.verdict import ConnState, Packet, PacketProto, Verdict, rule_matches, verdict
 
 __all__ = [
@@ -68,7 +70,7 @@ class PublishedPlan:
 
 @dataclass(frozen=True)
 class IdleAllow:
-    """An allow entry (for one protocol) that no exposed socket listens on."""
+    """Allowed ports of an entry (for one protocol) that no exposed socket listens on."""
 
     proto: Proto
     ports: str
@@ -248,13 +250,36 @@ def _outsider(policy: Policy, family: int) -> IPv4Address | IPv6Address | None:
 
 
 def _idle_allows(policy: Policy, sockets: tuple[ListeningSocket, ...]) -> tuple[IdleAllow, ...]:
-    listening = {(s.proto, s.port) for s in sockets if s.exposed}
+    """Allowed ports nothing exposed listens on, per entry and protocol, as ranges.
+
+    Reported per port, not per entry: a range with 3 of 11 ports in use has 8 idle ports,
+    which is where something could start listening unseen.
+    """
+    listening = {
+        proto: sorted({s.port for s in sockets if s.exposed and s.proto is proto})
+        for proto in Proto
+    }
     idle: list[IdleAllow] = []
     for rule in policy.allow:
         for proto in rule.protos:
-            if not any(p is proto and any(port in r for r in rule.ports) for p, port in listening):
-                idle.append(IdleAllow(proto, rule.ports_text(), rule.location.line, rule.comment))
+            free = [gap for r in rule.ports for gap in _unused(r, listening[proto])]
+            if free:
+                ports = ",".join(str(r) for r in merge_ranges(free))
+                idle.append(IdleAllow(proto, ports, rule.location.line, rule.comment))
     return tuple(idle)
+
+
+def _unused(ports: PortRange, used: list[int]) -> list[PortRange]:
+    """The parts of `ports` not in the sorted list `used`."""
+    gaps: list[PortRange] = []
+    start = ports.first
+    for port in used[bisect_left(used, ports.first) : bisect_right(used, ports.last)]:
+        if port > start:
+            gaps.append(PortRange(start, port - 1))
+        start = port + 1
+    if start <= ports.last:
+        gaps.append(PortRange(start, ports.last))
+    return gaps
 
 
 def socket_json(judged: SocketPlan | ListeningSocket) -> dict[str, object]:

@@ -1,9 +1,11 @@
 """Pure: what changes between two policies, by meaning (port x source space), not by text.
 
-For each protocol (and arriving interface, where an entry names one) the allowed space is
-the union of (port, source network) over the entries; `opened` is what the new policy allows
-and the old one did not, `closed` the reverse. Reordering or splitting entries changes
-nothing. A `limit` is not part of the space: a rate-limited port counts as allowed.
+For each protocol and arriving interface the allowed space is the union of (port, source
+network) over the entries that match it; `opened` is what the new policy allows and the old
+one did not, `closed` the reverse. Reordering or splitting entries changes nothing, and
+interfaces compare by what they match: `mgmt0` -> `mgmt*` closes nothing on mgmt0. A
+`limit` is not part of the space (a rate-limited port counts as allowed); limit, default,
+icmp and log changes are reported as `settings`.
 
 The space is the same for this host's own ports and for the ports it publishes by DNAT
 (Docker `-p`, ...), except that `forwarded: ignore` leaves published ports unfiltered: a change
@@ -27,6 +29,7 @@ __all__ = [
     "ANYWHERE",
     "ForwardedChange",
     "PolicyDiff",
+    "SettingChange",
     "SpaceChange",
     "diff_json",
     "diff_policies",
@@ -74,6 +77,18 @@ class ForwardedChange:
 
 
 @dataclass(frozen=True)
+class SettingChange:
+    """A setting outside the allowed space that differs: default, icmp, log, or a limit."""
+
+    key: str  # "default", "icmp", "log", or "limit tcp 22 from any"
+    old: str
+    new: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.old} -> {self.new}"
+
+
+@dataclass(frozen=True)
 class PolicyDiff:
     """Everything `portguard diff OLD NEW` reports."""
 
@@ -85,11 +100,18 @@ class PolicyDiff:
     warnings_removed: tuple[LintWarning, ...]
     ruleset_diff: str  # unified diff of the rendered rules, comments left out
     forwarded_change: ForwardedChange | None = None  # None: `forwarded` is the same
+    settings: tuple[SettingChange, ...] = ()
 
     @property
     def changed(self) -> bool:
         """Whether the two policies differ in what they allow or in the rules they render."""
-        return bool(self.opened or self.closed or self.ruleset_diff or self.forwarded_change)
+        return bool(
+            self.opened
+            or self.closed
+            or self.ruleset_diff
+            or self.forwarded_change
+            or self.settings
+        )
 
 
 def diff_policies(
@@ -101,15 +123,13 @@ def diff_policies(
     """Compare two policies by meaning, lint and rendered rules."""
     opened: list[SpaceChange] = []
     closed: list[SpaceChange] = []
-    keys = sorted(
-        {(p, r.interface) for policy in (old, new) for r in policy.allow for p in r.protos},
-        key=lambda key: (key[0].value, key[1] or ""),
-    )
-    for proto, interface in keys:
-        old_space = _space(old, proto, interface)
-        new_space = _space(new, proto, interface)
-        opened.extend(_changes(proto, interface, new_space, old_space))
-        closed.extend(_changes(proto, interface, old_space, new_space))
+    named = sorted({r.interface for p in (old, new) for r in p.allow if r.interface is not None})
+    witnesses: tuple[str | None, ...] = (None, *named)
+    for proto in sorted({p for policy in (old, new) for r in policy.allow for p in r.protos}):
+        old_spaces = {w: _space(old, proto, w) for w in witnesses}
+        new_spaces = {w: _space(new, proto, w) for w in witnesses}
+        opened.extend(_changes_by_meaning(proto, witnesses, new_spaces, old_spaces))
+        closed.extend(_changes_by_meaning(proto, witnesses, old_spaces, new_spaces))
     added, removed = _warning_changes(tuple(old_warnings), tuple(new_warnings))
     return PolicyDiff(
         old_path=old.path,
@@ -124,39 +144,117 @@ def diff_policies(
             if old.forwarded is not new.forwarded
             else None
         ),
+        settings=_setting_changes(old, new),
     )
 
 
-def _space(policy: Policy, proto: Proto, interface: str | None) -> list[tuple[PortRange, Network]]:
+def _setting_changes(old: Policy, new: Policy) -> tuple[SettingChange, ...]:
+    """default, icmp and log when they differ, then each limit that differs on kept ports."""
+    found = [
+        SettingChange(key, str(before), str(after))
+        for key, before, after in (
+            ("default", old.default.value, new.default.value),
+            ("icmp", old.icmp.value, new.icmp.value),
+            ("log", str(old.log).lower(), str(new.log).lower()),
+        )
+        if before != after
+    ]
+    old_limits, new_limits = _limits(old), _limits(new)
+    for key in sorted(old_limits.keys() & new_limits.keys()):
+        if old_limits[key] != new_limits[key]:
+            proto, ports, sources, interface = key
+            where = f"limit {proto} {ports} from {sources}" + (
+                f" on {interface}" if interface else ""
+            )
+            found.append(SettingChange(where, old_limits[key], new_limits[key]))
+    return tuple(found)
+
+
+def _limits(policy: Policy) -> dict[tuple[str, str, str, str], str]:
+    """(proto, ports, sources, interface) of every entry -> its limit ("none" without one)."""
+    limits: dict[tuple[str, str, str, str], str] = {}
+    for rule in policy.allow:
+        sources = ",".join(str(n) for n in rule.sources) if rule.sources is not None else ANYWHERE
+        for proto in rule.protos:
+            for ports in rule.ports:
+                key = (proto.value, str(ports), sources, rule.interface or "")
+                limits[key] = str(rule.limit) if rule.limit is not None else "none"
+    return limits
+
+
+def _space(policy: Policy, proto: Proto, witness: str | None) -> list[tuple[PortRange, Network]]:
+    """What `policy` allows for `proto` on the interfaces `witness` stands for."""
     return [
         (ports, network)
         for rule in policy.allow
-        if proto in rule.protos and rule.interface == interface
+        if proto in rule.protos and _reaches(rule.interface, witness)
         for ports in rule.ports
         for network in (rule.sources if rule.sources is not None else EVERY_SOURCE)
     ]
 
 
-def _changes(
+def _reaches(interface: str | None, witness: str | None) -> bool:
+    """Whether an entry for `interface` matches the interfaces `witness` stands for.
+
+    Witnesses: None is an interface no entry names; "eth0" is eth0; "eth*" is an interface
+    matching eth* that no entry names literally (so eth0 and eth* stay apart).
+    """
+    if interface is None:
+        return True
+    if witness is None:
+        return False
+    name = witness[:-1] + "\0" if witness.endswith("*") else witness
+    return name.startswith(interface[:-1]) if interface.endswith("*") else name == interface
+
+
+def _changes_by_meaning(
     proto: Proto,
-    interface: str | None,
+    witnesses: tuple[str | None, ...],
+    gained: dict[str | None, list[tuple[PortRange, Network]]],
+    lost: dict[str | None, list[tuple[PortRange, Network]]],
+) -> list[SpaceChange]:
+    """Changes per interface witness, merged: on every witness they read as interface None."""
+    pairs = [pair for space in (*gained.values(), *lost.values()) for pair in space]
+    edges = sorted({r.first for r, _ in pairs} | {r.last + 1 for r, _ in pairs})
+    where: dict[tuple[PortRange, tuple[Network, ...]], list[str | None]] = {}
+    for witness in witnesses:
+        for segment, sources in _difference(edges, gained[witness], lost[witness]):
+            where.setdefault((segment, sources), []).append(witness)
+    grouped: dict[tuple[str | None, tuple[Network, ...]], list[PortRange]] = {}
+    for (segment, sources), found in where.items():
+        grouped.setdefault((_interface_label(found, witnesses), sources), []).append(segment)
+    return [
+        SpaceChange(proto, merge_ranges(ranges), _source_names(sources), label)
+        for (label, sources), ranges in sorted(
+            grouped.items(), key=lambda item: ((item[0][0] or ""), min(item[1]))
+        )
+    ]
+
+
+def _interface_label(found: list[str | None], witnesses: tuple[str | None, ...]) -> str | None:
+    """None for every interface; "eth0" or "eth0, eth1"; "any except eth0" for most."""
+    if len(found) == len(witnesses):
+        return None
+    if None in found:
+        missing = [w for w in witnesses if w is not None and w not in found]
+        return "any except " + ", ".join(missing)
+    return ", ".join(w for w in found if w is not None)
+
+
+def _difference(
+    edges: list[int],
     gained: list[tuple[PortRange, Network]],
     lost: list[tuple[PortRange, Network]],
-) -> list[SpaceChange]:
-    """The (ports, sources) in `gained` but not in `lost`, grouped by identical sources."""
-    pairs = gained + lost
-    edges = sorted({r.first for r, _ in pairs} | {r.last + 1 for r, _ in pairs})
-    by_sources: dict[tuple[Network, ...], list[PortRange]] = {}
+) -> list[tuple[PortRange, tuple[Network, ...]]]:
+    """(port segment, sources) in `gained` but not in `lost`, on shared segment edges."""
+    found = []
     for start, stop in pairwise(edges):
         here = [net for r, net in gained if r.first <= start and stop - 1 <= r.last]
         there = [net for r, net in lost if r.first <= start and stop - 1 <= r.last]
         difference = subtract_networks(here, there)
         if difference:
-            by_sources.setdefault(difference, []).append(PortRange(start, stop - 1))
-    return [
-        SpaceChange(proto, merge_ranges(ranges), _source_names(sources), interface)
-        for sources, ranges in by_sources.items()
-    ]
+            found.append((PortRange(start, stop - 1), difference))
+    return found
 
 
 def subtract_networks(
@@ -225,6 +323,8 @@ def diff_json(diff: PolicyDiff) -> dict[str, object]:
             "old": diff.forwarded_change.old.value,
             "new": diff.forwarded_change.new.value,
         }
+    if diff.settings:
+        data["settings"] = [{"key": s.key, "old": s.old, "new": s.new} for s in diff.settings]
     data["lint"] = {
         "added": [str(w) for w in diff.warnings_added],
         "removed": [str(w) for w in diff.warnings_removed],

@@ -110,13 +110,13 @@ def test_narrowing_sources_closes_the_rest_of_the_space() -> None:
 
 
 def test_interface_entries_are_their_own_space() -> None:
-    """Moving a port onto one interface closes it everywhere and opens it on that interface."""
+    """Moving a port onto one interface closes it everywhere else and opens nothing."""
     result = diff_of(
         "version: 1\nallow:\n  - port: 9100\n",
         "version: 1\nallow:\n  - port: 9100\n    interface: eth1\n",
     )
-    assert [(c.ports_text, c.interface) for c in result.opened] == [("9100", "eth1")]
-    assert [(c.ports_text, c.interface) for c in result.closed] == [("9100", None)]
+    assert [(c.ports_text, c.interface) for c in result.opened] == []
+    assert [(c.ports_text, c.interface) for c in result.closed] == [("9100", "any except eth1")]
 
 
 def test_a_limit_alone_is_not_a_space_change_but_the_rules_differ() -> None:

@@ -92,9 +92,9 @@ def test_single_public_host_without_comment() -> None:
 
 
 def test_icmp_none_warns_about_ipv6() -> None:
-    """icmp: none breaks IPv6 neighbour discovery, and says so."""
+    """icmp: none breaks IPv6 neighbour discovery, and says so at the icmp line."""
     assert warnings_of("icmp: none\nallow: []\n") == [
-        "t.yaml:1:1: warning: icmp: none also blocks IPv6 neighbour discovery;"
+        "t.yaml:2:1: warning: icmp: none also blocks IPv6 neighbour discovery;"
         " IPv6 will stop working"
     ]
 

@@ -48,6 +48,8 @@ def diff(
         print_table("Closed (newly blocked)", HEADERS, _rows(result.closed))
         if result.forwarded_change is not None:
             out(_forwarded_text(result))
+        if result.settings:
+            out(_settings_text(result))
         out(_lint_and_rules_text(result))
     else:
         out(diff_text(result))
@@ -75,8 +77,14 @@ def diff_text(result: PolicyDiff) -> str:
         blocks.append(f"{title}:\n" + (plain_table(HEADERS, rows) if rows else "  (none)"))
     if result.forwarded_change is not None:
         blocks.append(_forwarded_text(result))
+    if result.settings:
+        blocks.append(_settings_text(result))
     blocks.append(_lint_and_rules_text(result))
     return "\n\n".join(blocks)
+
+
+def _settings_text(result: PolicyDiff) -> str:
+    return "Settings:\n" + "\n".join(f"  {s}" for s in result.settings)
 
 
 def _forwarded_text(result: PolicyDiff) -> str:
@@ -105,6 +113,8 @@ def diff_markdown(result: PolicyDiff) -> str:
         blocks.append(f"### {title}\n\n" + (markdown_table(HEADERS, rows) if rows else "_none_"))
     if result.forwarded_change is not None:
         blocks.append(f"### Published ports\n\n{result.forwarded_change.summary}")
+    if result.settings:
+        blocks.append("### Settings\n\n" + "\n".join(f"- `{s}`" for s in result.settings))
     lint = _lint_lines(result)
     blocks.append(
         "### Lint warnings\n\n"

@@ -10,6 +10,7 @@ import heapq
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 
 from portguard.errors import Location
 from portguard.model import (
@@ -25,9 +26,11 @@ from portguard.model import (
 
 __all__ = [
     "FORWARDED_IGNORE_MESSAGE",
+    "IPV4_MAPPED",
     "MAX_WARNINGS_PER_KIND",
     "TROJAN_PORTS",
     "WarningCollector",
+    "interfaces_meet",
     "lint_kinds",
     "lint_policy",
 ]
@@ -53,6 +56,8 @@ TROJAN_PORTS: tuple[tuple[int, str], ...] = (
     (65000, "Devil"),
 )
 ALL_PORTS = PortRange(1, MAX_PORT)
+IPV6 = 6
+IPV4_MAPPED = IPv6Network("::ffff:0:0/96")  # ::ffff:a.b.c.d; the kernel sees IPv4 as IPv4
 MAX_WARNINGS_PER_KIND = 50
 SINGLE_HOSTS_NAMED = 3
 
@@ -111,7 +116,7 @@ def lint_kinds(
         location = keys.get("forwarded", Location(policy.path, 1, 1))
         found.append(("forwarded", LintWarning(location, FORWARDED_IGNORE_MESSAGE)))
     if policy.icmp is IcmpMode.NONE:
-        location = policy.allow[0].location if policy.allow else Location(policy.path, 1, 1)
+        location = keys.get("icmp", Location(policy.path, 1, 1))
         message = "icmp: none also blocks IPv6 neighbour discovery; IPv6 will stop working"
         found.append(("icmp", LintWarning(location, message)))
     for rule in policy.allow:
@@ -136,6 +141,16 @@ def _rule_warnings(rule: AllowRule) -> Iterator[tuple[str, LintWarning]]:
     if rule.sources is not None and not rule.sources:
         message = "'from' matches no address: allows nothing"
         yield "from-nothing", LintWarning(rule.location, message)
+    for network in rule.sources or ():
+        if isinstance(network, IPv6Network) and network.subnet_of(IPV4_MAPPED):
+            mapped = network.network_address.ipv4_mapped
+            as_v4 = IPv4Network((mapped or 0, network.prefixlen - 96))
+            written = f"::ffff:{as_v4.network_address}/{network.prefixlen}"
+            message = (
+                f"from {written} is IPv4-mapped IPv6: IPv4 clients arrive as IPv4 and never"
+                f" match it; write {as_v4}"
+            )
+            yield "ipv4-mapped", LintWarning(rule.location, message)
     if rule.sources and not rule.comment:
         hosts = _public_hosts(rule)
         if len(hosts) == 1:
@@ -172,9 +187,14 @@ def _covers_every_port(ports: tuple[PortRange, ...]) -> bool:
 def _overlap_message(first: AllowRule, second: AllowRule) -> str:
     """How `second` repeats or overlaps the earlier `first` (they do overlap)."""
     line = first.location.line
+    shared = _first_shared(first.ports, second.ports)
+    if first.interface != second.interface:
+        return (
+            f"overlaps the entry at line {line} (port {shared}; interface"
+            f" {first.interface or 'any'} and {second.interface or 'any'} meet)"
+        )
     if (first.ports, first.protos, first.sources) == (second.ports, second.protos, second.sources):
         return f"duplicates the entry at line {line}"
-    shared = _first_shared(first.ports, second.ports)
     return f"overlaps the entry at line {line} (port {shared})"
 
 
@@ -212,16 +232,38 @@ _ANYWHERE: tuple[_Cidr, ...] = ((4, 0, 0), (6, 0, 0))
 _BITS = {4: 32, 6: 128}
 
 
+def interfaces_meet(first: str | None, second: str | None) -> bool:
+    """Whether two `interface` values can match the same packet (None: any; "eth*": prefix)."""
+    if first is None or second is None:
+        return True
+    if first.endswith("*") and second.endswith("*"):
+        return first[:-1].startswith(second[:-1]) or second[:-1].startswith(first[:-1])
+    if first.endswith("*"):
+        return second.startswith(first[:-1])
+    if second.endswith("*"):
+        return first.startswith(second[:-1])
+    return first == second
+
+
 def find_overlaps(rules: tuple[AllowRule, ...]) -> dict[int, int]:
-    """{index of an entry: index of an earlier entry it overlaps}, for each entry that does."""
-    groups: dict[tuple[str | None, Proto], list[int]] = {}
+    """{index of an entry: index of an earlier entry it overlaps}, for each entry that does.
+
+    Entries meet per protocol when their interfaces can match the same packet: an entry for
+    any interface meets every interface entry, and "eth*" meets "eth0". One sweep per
+    (protocol, interface written) over the entries that meet it: O(k n log n), k interfaces.
+    """
+    by_proto: dict[Proto, list[int]] = {}
     for index, rule in enumerate(rules):
         if rule.sources == ():
             continue  # matches nothing, so overlaps nothing
         for proto in rule.protos:
-            groups.setdefault((rule.interface, proto), []).append(index)
+            by_proto.setdefault(proto, []).append(index)
+    groups: list[list[int]] = []
+    for members in by_proto.values():
+        for interface in dict.fromkeys(rules[i].interface for i in members):
+            groups.append([i for i in members if interfaces_meet(rules[i].interface, interface)])
     found: dict[int, int] = {}
-    for members in groups.values():
+    for members in groups:
         if len(members) < 2:
             continue
         for later, earlier in _Sweep(rules, members).run().items():
