@@ -10,7 +10,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from portguard.cli import main
-from portguard.policy.load import ALLOW_KEYS, TOP_KEYS
+from portguard.policy.load import ALLOW_KEYS, TOP_KEYS, parse_policy
 from portguard.policy.schema import policy_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,3 +104,26 @@ def test_allow_entry_shapes(
 ) -> None:
     """Entries the loader accepts validate; ones it refuses for their shape do not."""
     assert validator.is_valid({"version": 1, "allow": [entry]}) is valid
+
+
+def _readme_yaml_blocks() -> list[str]:
+    """The ```yaml blocks of the README that are policies (they have `version:`)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    return [b for b in blocks if "version: 1" in b]
+
+
+def test_readme_quick_start_shows_the_modeline_and_validates(
+    validator: Draft202012Validator,
+) -> None:
+    """The README's policies carry the yaml-language-server modeline and meet the schema."""
+    blocks = _readme_yaml_blocks()
+    assert len(blocks) >= 2
+    first = blocks[0]
+    assert first.startswith("# yaml-language-server: $schema=portguard-policy.schema.json\n")
+    for block in blocks:
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(block))]
+        assert errors == []
+    loaded = parse_policy(first.encode(), "quick-start.yaml")
+    assert len(loaded.policy.allow) == 3
+    assert loaded.warnings == ()
