@@ -21,5 +21,6 @@ if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+# -qq: errors only; setuptools' editable install otherwise prints a 10-line notice on every run.
+.venv/bin/python -m pip install -qq -e '.[test]'
 touch .venv/.installed

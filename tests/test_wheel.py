@@ -109,3 +109,26 @@ def test_wheel_in_a_fresh_venv_installs_into_a_root(wheel: Path, tmp_path: Path)
         120,
     )
     assert where.stdout.startswith(str(venv))
+
+
+@needs_system_python
+def test_editable_install_warns_about_nothing_but_editable_mode(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """pip install -e (as bootstrap.sh does) shows no deprecation; only setuptools' notice."""
+    source = wheel.parent / "src"  # the copy the wheel was built from
+    venv = tmp_path / "venv"
+    made = _run([str(SYSTEM_PYTHON), "-m", "venv", "--system-site-packages", str(venv)], tmp_path)
+    assert made.returncode == 0, made.stderr
+    pip = [str(venv / "bin/python"), "-m", "pip", "install", "-v", "--no-deps", "-e"]
+    done = _run([*pip, str(source)], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warnings = [
+        line.strip()
+        for line in (done.stdout + done.stderr).splitlines()
+        if "Warning:" in line and "pypi" not in line
+    ]
+    assert all("BuildBackendWarning: Editable installation" in w for w in warnings), warnings
+    code = "import portguard; print(portguard.__file__)"  # --no-deps: typer may be absent
+    where = _run([str(venv / "bin/python"), "-c", code], tmp_path, timeout=120)
+    assert where.stdout.strip() == str(source / "portguard" / "__init__.py")
