@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import pty
+import select
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,48 @@ def test_unchanged_reapply_summarises_warnings(netns: Netns, tmp_path: Path) -> 
     assert again.stderr.splitlines() == [
         f"portguard: {count} lint warning{'' if count == 1 else 's'} (see `portguard check`)"
     ]
+
+
+def test_remove_prompt_then_changed_table_removes_nothing(netns: Netns, tmp_path: Path) -> None:
+    """A table changed while remove's prompt is open is not removed: exit 1, rules stay."""
+    state, policy = str(tmp_path / "state"), tmp_path / "p.yaml"
+    policy.write_text("version: 1\nallow:\n  - port: 22\n", encoding="utf-8")
+    netns.run(portguard_argv("apply", str(policy), "--yes", "--state-dir", state))
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns.name, *portguard_argv("remove", "--state-dir", state)],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        said = _read_until(controller, b"Delete portguard's rules", deadline=120)
+        assert b"Delete portguard's rules" in said
+        netns.run(["nft", "add", "rule", "inet", "portguard", "input", "tcp", "dport", "9", "drop"])
+        os.write(controller, b"y\n")
+        said += _read_until(controller, b"\x00never", deadline=120)
+        code = proc.wait(timeout=120)
+    finally:
+        os.close(controller)
+    assert code == 1, said
+    assert b"changed since the plan was made" in said
+    assert "tcp dport 9 drop" in netns.ruleset()  # nothing removed
+
+
+def _read_until(fd: int, marker: bytes, deadline: float) -> bytes:
+    """Read from a pty until `marker` appears, the child closes it, or `deadline` seconds."""
+    chunks = b""
+    end = time.monotonic() + deadline
+    while marker not in chunks and time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks += chunk
+    return chunks
