@@ -182,3 +182,15 @@ def test_uninstall_with_nothing_installed_says_so(
     """Uninstalling twice is harmless and says there was nothing to remove."""
     assert main(["uninstall", "--root", str(tmp_path), "--no-systemctl"]) == 0
     assert "no portguard units were installed" in capsys.readouterr().out
+
+
+def test_install_policy_same_as_existing_is_fine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--policy naming a file equal to the installed policy is no conflict: exit 0, said so."""
+    source = CHECKOUT / "policies/web-server.yaml"
+    (tmp_path / POLICY).parent.mkdir(parents=True)
+    (tmp_path / POLICY).write_bytes(source.read_bytes())
+    assert _install(tmp_path, "--no-systemctl", "--policy", str(source)) == 0
+    assert f"{tmp_path / POLICY} already is {source}" in capsys.readouterr().out
+    assert not (tmp_path / "etc/portguard/policy.yaml.old").exists()
