@@ -18,7 +18,7 @@ from portguard.errors import Location, PolicyError, PortguardError
 from portguard.model import AllowRule, Network
 from portguard.policy import load_policy, parse_policy
 from portguard.policy.bounded_read import FileReadError, read_regular_file
-from portguard.policy.lint import MAX_WARNINGS_PER_KIND, find_overlaps
+from portguard.policy.lint import MAX_WARNINGS_PER_KIND, find_overlaps, interfaces_meet
 from portguard.policy.networks import NotANetwork, collapse, collapse_parts, parse_network
 from portguard.policy.yamlnodes import MAX_ECHO
 
@@ -346,7 +346,7 @@ def rule_strategy() -> st.SearchStrategy[str]:
         st.lists(port, min_size=1, max_size=3),
         st.sampled_from(["tcp", "udp", "[tcp, udp]"]),
         sources,
-        st.sampled_from([None, None, "eth1"]),
+        st.sampled_from([None, None, "eth1", "eth10", '"eth*"', '"e*"', "wlan0"]),
     )
 
 
@@ -355,7 +355,7 @@ def pairwise_overlaps(rules: tuple[AllowRule, ...]) -> dict[int, set[int]]:
     found: dict[int, set[int]] = {}
     for i, j in combinations(range(len(rules)), 2):
         a, b = rules[i], rules[j]
-        if a.interface != b.interface or not set(a.protos) & set(b.protos):
+        if not interfaces_meet(a.interface, b.interface) or not set(a.protos) & set(b.protos):
             continue
         if not any(x.overlaps(y) for x in a.ports for y in b.ports):
             continue

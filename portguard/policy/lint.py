@@ -248,9 +248,11 @@ def interfaces_meet(first: str | None, second: str | None) -> bool:
 def find_overlaps(rules: tuple[AllowRule, ...]) -> dict[int, int]:
     """{index of an entry: index of an earlier entry it overlaps}, for each entry that does.
 
-    Entries meet per protocol when their interfaces can match the same packet: an entry for
-    any interface meets every interface entry, and "eth*" meets "eth0". One sweep per
-    (protocol, interface written) over the entries that meet it: O(k n log n), k interfaces.
+    Entries meet per protocol when their interfaces can match the same packet: the same
+    interface, an entry for any interface and one for eth0, "eth*" and eth0 (or "e*"). One
+    sweep per (protocol, interface), one between the any-interface entries and the others,
+    and one per glob against the names it covers: an interface name has at most 15
+    characters, so each entry is in at most 16 sweeps and the whole stays O(n log n).
     """
     by_proto: dict[Proto, list[int]] = {}
     for index, rule in enumerate(rules):
@@ -258,15 +260,29 @@ def find_overlaps(rules: tuple[AllowRule, ...]) -> dict[int, int]:
             continue  # matches nothing, so overlaps nothing
         for proto in rule.protos:
             by_proto.setdefault(proto, []).append(index)
-    groups: list[list[int]] = []
+    sweeps: list[tuple[list[int], list[int] | None]] = []  # (members, other side or None)
     for members in by_proto.values():
-        for interface in dict.fromkeys(rules[i].interface for i in members):
-            groups.append([i for i in members if interfaces_meet(rules[i].interface, interface)])
+        by_interface: dict[str | None, list[int]] = {}
+        for index in members:
+            by_interface.setdefault(rules[index].interface, []).append(index)
+        sweeps.extend((group, None) for group in by_interface.values())
+        named = [i for i in members if rules[i].interface is not None]
+        if None in by_interface and named:
+            sweeps.append((by_interface[None], named))
+        for glob in (name for name in by_interface if name is not None and name.endswith("*")):
+            covered = [
+                i
+                for name, group in by_interface.items()
+                if name is not None and name != glob and name.startswith(glob[:-1])
+                for i in group
+            ]
+            if covered:
+                sweeps.append((by_interface[glob], covered))
     found: dict[int, int] = {}
-    for members in groups:
-        if len(members) < 2:
+    for members, others in sweeps:
+        if others is None and len(members) < 2:
             continue
-        for later, earlier in _Sweep(rules, members).run().items():
+        for later, earlier in _Sweep(rules, members, others).run().items():
             if earlier < found.get(later, later):
                 found[later] = earlier
     return found
@@ -284,9 +300,18 @@ def _end(cidr: _Cidr) -> int:
 
 
 class _Sweep:
-    """One (interface, protocol) group's overlap sweep; see the comment above."""
+    """One overlap sweep; see the comment above.
 
-    def __init__(self, rules: tuple[AllowRule, ...], members: list[int]) -> None:
+    With `others`, the sweep is between two sides: an entry of `members` is flagged only
+    against entries of `others` and the reverse (each side is its own segment tree).
+    """
+
+    def __init__(
+        self, rules: tuple[AllowRule, ...], members: list[int], others: list[int] | None = None
+    ) -> None:
+        self.bipartite = others is not None
+        side_of = {index: 0 for index in members} | {index: 1 for index in others or ()}
+        members = list(side_of)
         # rectangles: (first port, last port, entry index, leaf)
         cidr_of = {index: _cidrs(rules[index]) for index in members}
         leaves = sorted({cidr for cidrs in cidr_of.values() for cidr in cidrs})
@@ -301,16 +326,23 @@ class _Sweep:
             for ports in rules[index].ports
             for cidr in cidr_of[index]
         ]
+        self.side = [side_of[rect[2]] for rect in self.rects]
         size = 1
         while size < len(leaves):
             size *= 2
         self.size = size
         big = len(rules)
         self.big = big
-        self.low = [big] * (2 * size)  # smallest active entry index below each node
-        self.high = [_NONE] * (2 * size)  # largest active unflagged entry index below
-        self.low_heaps: list[list[tuple[int, int]]] = [[] for _ in leaves]
-        self.high_heaps: list[list[tuple[int, int]]] = [[] for _ in leaves]
+        sides = 2 if self.bipartite else 1
+        # per side: smallest active entry index below each node, largest active unflagged one
+        self.low = [[big] * (2 * size) for _ in range(sides)]
+        self.high = [[_NONE] * (2 * size) for _ in range(sides)]
+        self.low_heaps: list[list[list[tuple[int, int]]]] = [
+            [[] for _ in leaves] for _ in range(sides)
+        ]
+        self.high_heaps: list[list[list[tuple[int, int]]]] = [
+            [[] for _ in leaves] for _ in range(sides)
+        ]
         self.active = [False] * len(self.rects)
         self.flagged: dict[int, int] = {}
 
@@ -324,67 +356,69 @@ class _Sweep:
             while done < len(ends) and self.rects[ends[done]][1] < first:
                 if self.active[ends[done]]:
                     self.active[ends[done]] = False
-                    self._refresh(self.rects[ends[done]][3])
+                    self._refresh(self.rects[ends[done]][3], self.side[ends[done]])
                 done += 1
-            self._query(index, leaf)
+            mine = self.side[rect]
+            self._query(index, leaf, 1 - mine if self.bipartite else mine)
             self.active[rect] = True
-            heapq.heappush(self.low_heaps[leaf], (index, rect))
+            heapq.heappush(self.low_heaps[mine][leaf], (index, rect))
             if index not in self.flagged:
-                heapq.heappush(self.high_heaps[leaf], (-index, rect))
-            self._refresh(leaf)
+                heapq.heappush(self.high_heaps[mine][leaf], (-index, rect))
+            self._refresh(leaf, mine)
         return self.flagged
 
-    def _query(self, index: int, leaf: int) -> None:
-        """Flag `index` if an earlier entry meets `leaf` now; flag later entries meeting it."""
+    def _query(self, index: int, leaf: int, side: int) -> None:
+        """Flag `index` if an earlier entry of `side` meets `leaf`; flag later ones meeting it."""
         ancestors = []
         node = self.parent[leaf]
         while node != _NONE:
             ancestors.append(node)
             node = self.parent[node]
-        low = min([self.low[self.size + a] for a in ancestors], default=self.big)
-        low = min(low, self._range_low(leaf, self.last_descendant[leaf]))
+        low = min([self.low[side][self.size + a] for a in ancestors], default=self.big)
+        low = min(low, self._range_low(leaf, self.last_descendant[leaf], side))
         if low < index:
             self._flag(index, low)
         for node in self._range_nodes(leaf, self.last_descendant[leaf]):
-            self._take_later(node, index)
+            self._take_later(node, index, side)
         for ancestor in ancestors:
-            self._take_later(self.size + ancestor, index)
+            self._take_later(self.size + ancestor, index, side)
 
     def _flag(self, later: int, earlier: int) -> None:
         if earlier < self.flagged.get(later, later):
             self.flagged[later] = earlier
 
-    def _take_later(self, node: int, index: int) -> None:
-        """Flag every unflagged active entry above `index` in `node`'s subtree."""
-        if self.high[node] <= index:
+    def _take_later(self, node: int, index: int, side: int) -> None:
+        """Flag every unflagged active entry of `side` above `index` in `node`'s subtree."""
+        if self.high[side][node] <= index:
             return
         if node >= self.size:
             leaf = node - self.size
-            heap = self.high_heaps[leaf]
+            heap = self.high_heaps[side][leaf]
             while heap and -heap[0][0] > index:
                 later, rect = -heap[0][0], heap[0][1]
                 heapq.heappop(heap)
                 if self.active[rect] and later not in self.flagged:
                     self.flagged[later] = index
-            self._refresh(leaf)
+            self._refresh(leaf, side)
             return
-        self._take_later(2 * node, index)
-        self._take_later(2 * node + 1, index)
+        self._take_later(2 * node, index, side)
+        self._take_later(2 * node + 1, index, side)
 
-    def _refresh(self, leaf: int) -> None:
+    def _refresh(self, leaf: int, side: int) -> None:
         """Recompute a leaf's values after a change and carry them up to the root."""
-        lows, highs = self.low_heaps[leaf], self.high_heaps[leaf]
+        lows, highs = self.low_heaps[side][leaf], self.high_heaps[side][leaf]
         while lows and not self.active[lows[0][1]]:
             heapq.heappop(lows)
         while highs and (not self.active[highs[0][1]] or -highs[0][0] in self.flagged):
             heapq.heappop(highs)
+        low, high = self.low[side], self.high[side]
         node = self.size + leaf
-        self.low[node] = lows[0][0] if lows else self.big
-        self.high[node] = -highs[0][0] if highs else _NONE
+        low[node] = lows[0][0] if lows else self.big
+        high[node] = -highs[0][0] if highs else _NONE
         node //= 2
         while node:
-            self.low[node] = min(self.low[2 * node], self.low[2 * node + 1])
-            self.high[node] = max(self.high[2 * node], self.high[2 * node + 1])
+            low[node] = min(low[2 * node], low[2 * node + 1])
+            high[node] = max(high[2 * node], high[2 * node + 1])
             node //= 2
 
     def _range_nodes(self, first: int, last: int) -> list[int]:
@@ -402,8 +436,9 @@ class _Sweep:
             hi //= 2
         return nodes
 
-    def _range_low(self, first: int, last: int) -> int:
-        return min((self.low[n] for n in self._range_nodes(first, last)), default=self.big)
+    def _range_low(self, first: int, last: int, side: int) -> int:
+        nodes = self._range_nodes(first, last)
+        return min((self.low[side][n] for n in nodes), default=self.big)
 
 
 def _parents(leaves: list[_Cidr]) -> list[int]:
