@@ -246,14 +246,27 @@ def _difference(
     gained: list[tuple[PortRange, Network]],
     lost: list[tuple[PortRange, Network]],
 ) -> list[tuple[PortRange, tuple[Network, ...]]]:
-    """(port segment, sources) in `gained` but not in `lost`, on shared segment edges."""
+    """(port segment, sources) in `gained` but not in `lost`, on shared segment edges.
+
+    One sweep over the edges keeps the sources active on each side, so the cost follows the
+    entries and the segments, not their product.
+    """
+    events: dict[int, list[tuple[int, Network, int]]] = {}
+    for side, pairs in enumerate((gained, lost)):
+        for ports, network in pairs:
+            events.setdefault(ports.first, []).append((side, network, 1))
+            events.setdefault(ports.last + 1, []).append((side, network, -1))
+    active: tuple[Counter[Network], Counter[Network]] = (Counter(), Counter())
     found = []
     for start, stop in pairwise(edges):
-        here = [net for r, net in gained if r.first <= start and stop - 1 <= r.last]
-        there = [net for r, net in lost if r.first <= start and stop - 1 <= r.last]
-        difference = subtract_networks(here, there)
-        if difference:
-            found.append((PortRange(start, stop - 1), difference))
+        for side, network, delta in events.get(start, ()):
+            active[side][network] += delta
+            if not active[side][network]:
+                del active[side][network]
+        if active[0]:
+            difference = subtract_networks(active[0], active[1])
+            if difference:
+                found.append((PortRange(start, stop - 1), difference))
     return found
 
 
