@@ -56,6 +56,7 @@ def test_dash_h_everywhere_natively(command: str, capsys: pytest.CaptureFixture[
     text = _help(capsys, *argv)
     assert _help(capsys, *argv[:-1], "--help") == text
     assert "<bool>" not in text
+    assert "<list[" not in text
     usage = next(line for line in text.splitlines() if "Usage:" in line)
     assert "{" not in usage
     assert not re.search(r"\b(policy|old|new|shell|row_id)\b", usage)
@@ -69,6 +70,8 @@ def test_usage_names_arguments_in_capitals(capsys: pytest.CaptureFixture[str]) -
     """`apply -h` reads `Usage: portguard apply [OPTIONS] POLICY`."""
     text = _help(capsys, "apply", "-h")
     assert "Usage: portguard apply [OPTIONS] POLICY" in text
+    assert "Usage: portguard rollback [OPTIONS] [ID] " in _help(capsys, "rollback", "-h")
+    assert "Usage: portguard check [OPTIONS] POLICY... " in _help(capsys, "check", "-h")
 
 
 def test_uninstall_root_help_says_remove(capsys: pytest.CaptureFixture[str]) -> None:

@@ -81,7 +81,8 @@ def _usage(name: str, command: typer.core.TyperCommand, ctx: typer.Context) -> s
         if isinstance(param, TyperArgument):
             label = f"\\fI{(param.metavar or param.name or '').upper()}\\fR"
             label += "..." if param.nargs != 1 else ""
-            pieces.append(label if param.required else f"[{label}]")
+            bracketed = param.required or (param.metavar or "").startswith("[")
+            pieces.append(label if bracketed else f"[{label}]")
     return " ".join(pieces)
 
 

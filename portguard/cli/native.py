@@ -13,9 +13,20 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from portguard.cli.help_text import epilog
 
-__all__ = ["CONTEXT_SETTINGS", "NativeCommand", "NativeGroup"]
+__all__ = ["CONTEXT_SETTINGS", "NativeArgument", "NativeCommand", "NativeGroup"]
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+
+
+class NativeArgument(TyperArgument):
+    """An argument whose type reads `<path>`, also when it takes several (not `<list[Path]>`)."""
+
+    def display_type_rich(self, ctx: _click.Context) -> str | None:
+        """The type of one value; the `...` after the name says there may be more."""
+        shown = super().display_type_rich(ctx)
+        if shown is not None and shown.startswith("<list[") and shown.endswith("]>"):
+            return f"<{shown[6:-2].lower()}>"
+        return shown
 
 
 def _native_params(params: list[Any]) -> None:
@@ -23,8 +34,11 @@ def _native_params(params: list[Any]) -> None:
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
-        elif isinstance(param, TyperArgument) and param.metavar is None and param.name:
-            param.metavar = param.name.upper()
+        elif isinstance(param, TyperArgument):
+            if param.metavar is None and param.name:
+                param.metavar = param.name.upper()
+            if type(param) is TyperArgument:
+                param.__class__ = NativeArgument  # display-only override, no new state
 
 
 class NativeCommand(TyperCommand):
@@ -42,7 +56,7 @@ class NativeCommand(TyperCommand):
         for param in self.get_params(ctx):
             if isinstance(param, TyperArgument):
                 name = param.metavar or (param.name or "").upper()
-                name = name if param.required else f"[{name}]"
+                name = name if param.required or name.startswith("[") else f"[{name}]"
                 pieces.append(name + ("..." if param.nargs != 1 else ""))
         return pieces
 
