@@ -202,3 +202,13 @@ def test_lockout_guard_is_live_over_ssh(project: AnsibleProject) -> None:
     assert _table(lab.hosts[0]) == before
     assert _dest(lab.hosts[0]).read_text() == policy(80)  # the old policy file is put back
     assert _reach(lab, 22)["h1"] == OPEN
+
+
+def test_example_playbook_parses(project: AnsibleProject) -> None:
+    """ansible/examples/site.yml with its inventory passes ansible-playbook --syntax-check."""
+    examples = Path(__file__).resolve().parent.parent / "ansible" / "examples"
+    run = project.playbook(
+        examples / "site.yml", "--syntax-check", "-i", str(examples / "inventory.yml")
+    )
+    assert run.returncode == 0, run.explain()
+    assert "playbook: " in run.stdout
