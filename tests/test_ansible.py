@@ -77,13 +77,27 @@ def _policies(project: AnsibleProject, **texts: str) -> None:
 
 def test_check_apply_rerun_change_absent_broken(project: AnsibleProject) -> None:
     """The issue's scenario: --check --diff, apply, re-run, one host changed, absent, broken."""
+    _check_then_apply(project)
+    _rerun_then_one_host_changed(project)
+    _absent_then_broken(project)
+
+
+def _check_then_apply(project: AnsibleProject) -> None:
+    """--check --diff: changed everywhere, nothing written; apply: the tables filter."""
     lab, playbook = project.lab, PLAYBOOKS / "policy.yml"
     _policies(project, h1=policy(80), h2=policy(80), h3=policy(80))
-
     checked = project.playbook(playbook, "--check", "--diff")
     assert checked.returncode == 0, checked.explain()
     assert _changed(checked) == {"h1": True, "h2": True, "h3": True}, checked.explain()
     assert all(_table(h) == "" and not _dest(h).exists() for h in lab.hosts)
+    assert not any((h.dir / "state").exists() for h in lab.hosts)  # no record written either
+    plan = checked.of("policy")["h1"].result["plan"]
+    assert isinstance(plan, dict)
+    assert (plan["policy"], plan["opened"], plan["ruleset"]["state"]) == (
+        str(_dest(lab.hosts[0])),
+        None,
+        "absent",
+    )
     assert checked.stdout.count("closes every port the policy does not allow") == len(lab.hosts)
     assert _reach(lab, 8080) == {"h1": OPEN, "h2": OPEN, "h3": OPEN}
 
@@ -94,6 +108,10 @@ def test_check_apply_rerun_change_absent_broken(project: AnsibleProject) -> None
     assert _reach(lab, 80) == {"h1": OPEN, "h2": OPEN, "h3": OPEN}
     assert _reach(lab, 8080) == {"h1": FILTERED, "h2": FILTERED, "h3": FILTERED}
 
+
+def _rerun_then_one_host_changed(project: AnsibleProject) -> None:
+    """The same policies again: changed=0; h2's policy changed: only h2 changes, with a diff."""
+    lab, playbook = project.lab, PLAYBOOKS / "policy.yml"
     again = project.playbook(playbook)
     assert again.returncode == 0, again.explain()
     assert _changed(again) == {"h1": False, "h2": False, "h3": False}, again.explain()
@@ -109,6 +127,10 @@ def test_check_apply_rerun_change_absent_broken(project: AnsibleProject) -> None
     assert "+\t\t\t8080," in one.stdout  # the rules diff: 8080 joins the open ports set
     assert _reach(lab, 8080) == {"h1": FILTERED, "h2": OPEN, "h3": FILTERED}
 
+
+def _absent_then_broken(project: AnsibleProject) -> None:
+    """h3 absent: its table and dest go; a broken policy on h1 fails there only, rules kept."""
+    lab, playbook = project.lab, PLAYBOOKS / "policy.yml"
     project.inventory(
         {
             "h1": {"pg_policy": policy(80)},

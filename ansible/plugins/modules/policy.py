@@ -209,6 +209,8 @@ def present(module):
     if rc not in (0, EXIT_CHANGES):
         module.fail_json(msg=error_line(err, out, {candidate: dest}), rc=rc, stderr=err, plan=None)
     plan = parse_json(module, out, "plan")
+    if temporary:
+        plan["policy"] = dest  # the temporary copy is gone; dest is what the plan is about
     rules_changed = rc == EXIT_CHANGES
     summary = change_summary(plan) if rules_changed else "no change to the rules in force"
     result = {
@@ -234,7 +236,7 @@ def present(module):
         _write(module, dest, text)
     if rules_changed:
         result["stdout"] = _apply(module, dest, old)
-        result["pending_confirm"] = module.params["confirm"] is not None
+        result["pending_confirm"] = module.params["confirm"] is not None and _pending(module)
     module.exit_json(**result)
 
 
@@ -379,6 +381,14 @@ def _write(module, dest, text):
     if not os.path.exists(dest):
         os.chmod(staged, 0o644)
     module.atomic_move(staged, dest)
+
+
+def _pending(module):
+    """Whether a confirmation awaits now (another apply, e.g. portguard.path's, may have won)."""
+    rc, out, err = run_portguard(module, "status", "--format", "json")
+    if rc != 0:
+        module.fail_json(msg=error_line(err, out), rc=rc, stderr=err)
+    return parse_json(module, out, "status").get("pending_confirm") is not None
 
 
 def _apply(module, dest, old):
