@@ -201,6 +201,9 @@ def test_confirm_with_wait_for_connection(project: AnsibleProject) -> None:
         time.sleep(2)
     assert _reach(lab, 443) == {"h1": OPEN, "h2": OPEN, "h3": FILTERED}
     assert _dest(lab.hosts[0]).read_text() == new
+    too_late = project.playbook(PLAYBOOKS / "confirm_only.yml", "--limit", "h3")
+    assert too_late.of("confirm")["h3"].status == "failed", too_late.explain()
+    assert "came too late" in str(too_late.of("confirm")["h3"].result["msg"])
     late = project.playbook(PLAYBOOKS / "confirm.yml", "--limit", "h3", "-e", "pg_skip_confirm=0")
     assert late.of("policy")["h3"].changed, late.explain()  # the reverted host applies again
     assert late.of("confirm")["h3"].changed, late.explain()
@@ -234,3 +237,31 @@ def test_example_playbook_parses(project: AnsibleProject) -> None:
     )
     assert run.returncode == 0, run.explain()
     assert "playbook: " in run.stdout
+
+
+def test_set_files_relative_to_the_policy(project: AnsibleProject) -> None:
+    """Set files resolve next to dest, for content and src alike; check mode and apply agree."""
+    lab = project.lab
+    with_set = "version: 1\nsets:\n  admins: {file: admins.txt}\nallow:\n"
+    with_set += "  - service: ssh\n    from: ['@admins']\n  - port: 443\n"
+    for host in lab.hosts[:2]:
+        (host.dir / "etc").mkdir(exist_ok=True)
+        (host.dir / "etc" / "admins.txt").write_text("198.51.100.0/24\n")
+    src = lab.hosts[1].dir / "srv" / "policy.yaml"
+    src.parent.mkdir(exist_ok=True)
+    src.write_text(with_set)
+    (src.parent / "admins.txt").write_text("203.0.113.9\n")  # not used: dest's dir counts
+    project.inventory(
+        {"h1": {"pg_policy": with_set}, "h2": {"pg_src": str(src)}, "h3": {"pg_state": "absent"}}
+    )
+    checked = project.playbook(PLAYBOOKS / "policy.yml", "--check")
+    assert checked.returncode == 0, checked.explain()
+    assert _changed(checked) == {"h1": True, "h2": True, "h3": _changed(checked)["h3"]}
+    applied = project.playbook(PLAYBOOKS / "policy.yml")
+    assert applied.returncode == 0, applied.explain()
+    assert _dest(lab.hosts[1]).read_text() == with_set  # src copied to dest
+    assert all("198.51.100.0/24 . 22" in _table(h) for h in lab.hosts[:2])
+    assert "203.0.113.9" not in _table(lab.hosts[1])
+    again = project.playbook(PLAYBOOKS / "policy.yml")
+    assert _changed(again) == {"h1": False, "h2": False, "h3": False}, again.explain()
+    assert _reach(lab, 443)["h1"] == OPEN and _reach(lab, 443)["h2"] == OPEN

@@ -32,8 +32,8 @@ options:
   src:
     description:
       - A policy file that already exists on the target; it is copied to O(dest).
-      - Set files (C(sets.NAME.file)) are read relative to the policy's directory, so in check
-        mode the policy is planned where it lies.
+      - The policy is applied from O(dest), so set files (C(sets.NAME.file)) are read relative
+        to O(dest)'s directory, in check mode too (the plan uses a copy next to O(dest)).
     type: path
   dest:
     description:
@@ -349,10 +349,8 @@ def _policy_bytes(module):
 
 
 def _candidate(module, text, dest, dest_changed):
-    """The file to plan: src or dest itself when they hold the text, else a temporary copy
-    next to dest (set files resolve as they will from dest) or in the module's tmpdir."""
-    if module.params["src"] is not None:
-        return module.params["src"], False
+    """The file to plan: dest itself when it holds the text, else a temporary copy next to
+    dest (set files resolve as they will when dest is applied) or in the module's tmpdir."""
     if not dest_changed:
         return dest, False
     parent = os.path.dirname(dest)
