@@ -57,7 +57,7 @@ def rules_change(
 
 
 def rules_change_json(change: RulesChange) -> dict[str, object]:
-    """The change as plan JSON's `ruleset.before/after` and top-level `opened`/`closed`."""
+    """The change as plan JSON's keys `rules` ({"before", "after"}), `opened` and `closed`."""
 
     def spaces(items: tuple[SpaceChange, ...] | None) -> list[dict[str, object]] | None:
         if items is None:
@@ -73,8 +73,7 @@ def rules_change_json(change: RulesChange) -> dict[str, object]:
         ]
 
     return {
-        "before": change.before,
-        "after": change.after,
+        "rules": {"before": change.before, "after": change.after},
         "opened": spaces(change.opened),
         "closed": spaces(change.closed),
     }

@@ -1,4 +1,4 @@
-"""`plan --format json` carries the rule texts before/after and the ports opened/closed.
+"""`plan --format json` carries `rules` (texts before/after) and the ports opened/closed.
 
 These keys feed Ansible's diff mode (ansible/plugins/modules/policy.py); run in a throwaway
 namespace against the kernel's real table.
@@ -32,10 +32,10 @@ def _plan(ns: Netns, state: Path, policy: Path) -> dict[str, object]:
     return data
 
 
-def _ruleset(data: dict[str, object]) -> dict[str, str]:
-    ruleset = data["ruleset"]
-    assert isinstance(ruleset, dict)
-    return ruleset
+def _rules(data: dict[str, object]) -> dict[str, str]:
+    rules = data["rules"]
+    assert isinstance(rules, dict)
+    return rules
 
 
 def test_plan_json_before_after_opened_closed(netns: Netns, tmp_path: Path) -> None:
@@ -45,8 +45,8 @@ def test_plan_json_before_after_opened_closed(netns: Netns, tmp_path: Path) -> N
     old.write_text(OLD)
     new.write_text(NEW)
     first = _plan(netns, state, old)
-    assert (_ruleset(first)["before"], first["opened"], first["closed"]) == ("", None, None)
-    assert _ruleset(first)["after"].startswith("table inet portguard {\n")
+    assert (_rules(first)["before"], first["opened"], first["closed"]) == ("", None, None)
+    assert _rules(first)["after"].startswith("table inet portguard {\n")
     applied = netns.run(portguard_argv("apply", str(old), "--yes", "--state-dir", str(state)))
     assert applied.returncode == 0
     data = _plan(netns, state, new)
@@ -54,7 +54,7 @@ def test_plan_json_before_after_opened_closed(netns: Netns, tmp_path: Path) -> N
         {"proto": "tcp", "ports": "8443", "from": ["198.51.100.0/24"], "interface": None}
     ]
     assert data["closed"] == [{"proto": "tcp", "ports": "80", "from": ["any"], "interface": None}]
-    before, after = _ruleset(data)["before"], _ruleset(data)["after"]
+    before, after = _rules(data)["before"], _rules(data)["after"]
     assert "#" not in before + after  # no header: no file names, no entry lines
     rendered = subprocess.run(
         portguard_argv("render", str(old)), capture_output=True, text=True, check=True
@@ -63,4 +63,4 @@ def test_plan_json_before_after_opened_closed(netns: Netns, tmp_path: Path) -> N
     assert "198.51.100.0/24" in after and "198.51.100.0/24" not in before
     same = _plan(netns, state, old)
     assert (same["opened"], same["closed"]) == ([], [])
-    assert _ruleset(same)["before"] == _ruleset(same)["after"] == before
+    assert _rules(same)["before"] == _rules(same)["after"] == before

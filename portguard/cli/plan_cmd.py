@@ -114,14 +114,8 @@ def plan(
 
 
 def _with_change(data: dict[str, object], change: RulesChange | None) -> dict[str, object]:
-    """Plan JSON plus the rule texts before/after and the ports opened/closed, when known."""
-    if change is None:
-        return data
-    extra = rules_change_json(change)
-    ruleset = data.get("ruleset")
-    if isinstance(ruleset, dict):
-        ruleset.update(before=extra["before"], after=extra["after"])
-    return {**data, "opened": extra["opened"], "closed": extra["closed"]}
+    """Plan JSON plus `rules` (texts before/after) and `opened`/`closed`, when asked for."""
+    return data if change is None else {**data, **rules_change_json(change)}
 
 
 def _ruleset(

@@ -125,8 +125,9 @@ RETURN = r"""
 plan:
   description:
     - The parsed C(portguard plan --format json) of the policy (keys C(changes), C(sockets),
-      C(idle_allows), C(published), C(ruleset) with C(state), C(diff), C(before), C(after);
-      C(opened) and C(closed)); taken before the apply. Null for O(state=absent).
+      C(idle_allows), C(published), C(ruleset) with C(state) and C(diff), C(rules) with
+      C(before) and C(after), C(opened) and C(closed)); taken before the apply. Null for
+      O(state=absent).
   returned: always
   type: dict
   sample: {"changes": true, "ruleset": {"state": "absent"}, "opened": null, "closed": null}
@@ -312,11 +313,12 @@ def _space(change):
 def _diffs(plan, dest, summary, *, old, text, rules_changed, dest_changed):
     ruleset = plan.get("ruleset") or {}
     diffs = []
-    if rules_changed and "before" in ruleset:
+    rules = plan.get("rules") or {}
+    if rules_changed and "before" in rules:
         diffs.append(
             {
-                "before": ruleset.get("before", ""),
-                "after": ruleset.get("after", ""),
+                "before": rules.get("before", ""),
+                "after": rules.get("after", ""),
                 "before_header": "table inet portguard (in force)",
                 "after_header": f"{dest}: {summary}",
             }
