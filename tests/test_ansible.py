@@ -138,6 +138,10 @@ def _absent_then_broken(project: AnsibleProject) -> None:
             "h3": {"pg_state": "absent"},
         }
     )
+    would = project.playbook(playbook, "--check", "--diff")
+    assert _changed(would) == {"h1": False, "h2": False, "h3": True}, would.explain()
+    assert "removes table inet portguard" in would.stdout
+    assert _table(lab.hosts[2]) != "" and _dest(lab.hosts[2]).exists()  # check mode kept both
     removed = project.playbook(playbook)
     assert removed.returncode == 0, removed.explain()
     assert _changed(removed) == {"h1": False, "h2": False, "h3": True}
