@@ -26,7 +26,7 @@ def _hook() -> dict[str, Any]:
     [
         ("policies/web-server.yaml", True),
         ("hosts/db1/policies/db.yml", True),
-        ("policy.yaml", True),
+        ("tests/ansible/policy.yml", False),  # an Ansible playbook, not a policy
         ("firewall/web.portguard.yaml", True),
         ("portguard.yaml", True),
         (".pre-commit-config.yaml", False),
