@@ -60,10 +60,8 @@ def status_on_windows(policy: Policy | None, *, check: bool) -> int:
         return EXIT_DRIFT if check and not live else 0
     status = windows_status(policy, runner)
     out(f"Windows Firewall group portguard: {status.state}")
-    for name in status.missing:
-        out(f"  missing: {name}")
-    for name in status.extra:
-        out(f"  extra:   {name}")
+    for cause in status.causes:
+        out(f"  {cause}")
     return EXIT_DRIFT if check and status.state is not SyncState.IN_SYNC else 0
 
 
