@@ -14,8 +14,9 @@ from portguard.backends.windows import (
     remove_windows,
     windows_status,
 )
-from portguard.cli.output import out
+from portguard.cli.output import err, out
 from portguard.model import Policy
+from portguard.render.windows_rules import build_windows_rules
 
 __all__ = [
     "apply_on_windows",
@@ -39,8 +40,15 @@ def windows_runner() -> Runner:
 
 
 def apply_on_windows(path: Path, policy: Policy) -> int:
-    """Make the portguard rule group hold exactly `policy`'s rules and say what changed."""
-    result = apply_windows(policy, windows_runner())
+    """Make the portguard rule group hold exactly `policy`'s rules and say what changed.
+
+    What Windows Firewall cannot express (limit, reject, log, forwarded ...) is said first,
+    one `note:` line each on stderr, as `render` writes them into the script.
+    """
+    for note in build_windows_rules(policy).notes:
+        err(f"portguard: note: {note}")
+    runner = windows_runner()
+    result = apply_windows(policy, runner)
     if result.changed:
         out(
             f"{path}: applied as Windows Firewall generation {result.generation}"
@@ -48,6 +56,8 @@ def apply_on_windows(path: Path, policy: Policy) -> int:
         )
     else:
         out(f"{path}: unchanged, nothing to do")
+    for cause in windows_status(policy, runner).causes:
+        err(f"portguard: warning: {cause}")  # profiles or Group Policy that undo the rules
     return 0
 
 
