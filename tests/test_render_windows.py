@@ -26,7 +26,7 @@ from portguard.policy import load_policy
 from portguard.render.layout import layout_policy, merge_ranges
 from portguard.render.netsh import render_netsh
 from portguard.render.powershell import render_powershell
-from portguard.render.windivert import windivert_filter
+from portguard.render.windivert import render_windivert, windivert_filter
 from portguard.render.windows_rules import (
     DHCP_CLIENT_PORTS,
     FORWARDED_NOTE,
@@ -153,7 +153,7 @@ def test_golden(scenario: Path, expected_name: str, monkeypatch: pytest.MonkeyPa
         with pytest.raises(PolicyError, match=r"policy\.yaml:\d+:\d+: `interface` cannot"):
             render_netsh(policy)
         return
-    render = TARGETS.get(expected_name, lambda p: windivert_filter(p) + "\n")
+    render = TARGETS.get(expected_name, render_windivert)
     text = render(policy)
     if os.environ.get("PORTGUARD_UPDATE_GOLDEN"):
         expected.write_text(text)
