@@ -6,12 +6,16 @@ test_divert_enforcer.py; plus the filters' split checked offline against verdict
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import tempfile
 from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portguard.backends.divert import UDP_FLOW_TIMEOUT, UDP_STREAM_TIMEOUT, EnforcerState
 from portguard.backends.divert_fragments import FRAGMENT_TABLE
@@ -21,6 +25,7 @@ from portguard.verdict import Packet, PacketProto, Verdict, verdict
 from tests.netns import HOST_V4, HOST_V6, SCANNER_V4, SCANNER_V6, Lab
 from tests.probe import listeners
 from tests.test_divert_enforcer import _mac, _prepare, enforcer
+from tests.test_render_windows import ENTRY
 
 pydivert = pytest.importorskip("pydivert")
 
@@ -199,3 +204,31 @@ def test_filters_split_what_the_kernel_drops_from_what_python_judges(tmp_path: P
     request = pydivert.PacketBuilder().ipv4(HOST_V4, "192.0.2.3").udp(40000, 53).build()
     request.direction = pydivert.Direction.OUTBOUND
     assert request.matches(filters.sniff)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entries=st.lists(ENTRY, max_size=5))
+def test_random_policies_filters_never_drop_what_verdict_accepts(
+    entries: list[dict[str, object]],
+) -> None:
+    """Random policies (aliases, empty sets): kernel drops only refusals; unselected = accepted."""
+    document = {"version": 1, "sets": {"none": []}, "allow": entries}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.yaml"
+        path.write_text(json.dumps(document))
+        policy = load_policy(path).policy
+    filters = enforcer_filters(policy)
+    ports = {1, 65535, 68, 546}
+    for rule in policy.allow:
+        for r in rule.ports:
+            ports |= {max(1, r.first - 1), r.first, r.last, min(65535, r.last + 1)}
+    for proto, kind in ((PacketProto.TCP, "tcp"), (PacketProto.UDP, "udp")):
+        for port in sorted(ports):
+            for source in ("192.0.2.7", "192.0.2.99", "10.9.9.9", "2001:db8:100::1"):
+                packet = Packet(proto, ip_address(source), "eth0", dport=port)
+                accepted = verdict(policy, packet) is Verdict.ACCEPT
+                dropped = kind == "tcp" and any(_selected(t, kind, port, source) for t in
+                                                filters.drop)  # fmt: skip
+                judged = _selected(filters.judge, kind, port, source)
+                assert not (dropped and accepted), (kind, port, source, document)
+                assert judged or dropped or accepted, (kind, port, source, document)
