@@ -7,6 +7,7 @@ test_divert_enforcer.py; plus the filters' split checked offline against verdict
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,8 +24,8 @@ from portguard.policy import load_policy
 from portguard.render.windivert import enforcer_filters
 from portguard.verdict import Packet, PacketProto, Verdict, verdict
 from tests.netns import HOST_V4, HOST_V6, SCANNER_V4, SCANNER_V6, Lab
-from tests.probe import listeners
-from tests.test_divert_enforcer import _mac, _prepare, enforcer
+from tests.probe import FILTERED, OPEN, Probe, listeners, scan
+from tests.test_divert_enforcer import OTHER_V4, _mac, _prepare, enforcer
 from tests.test_render_windows import ENTRY
 
 pydivert = pytest.importorskip("pydivert")
@@ -232,3 +233,21 @@ def test_random_policies_filters_never_drop_what_verdict_accepts(
                 judged = _selected(filters.judge, kind, port, source)
                 assert not (dropped and accepted), (kind, port, source, document)
                 assert judged or dropped or accepted, (kind, port, source, document)
+
+
+@pytest.mark.netns
+def test_allowed_and_refused_connections_never_reach_python(net_lab: Lab, tmp_path: Path) -> None:
+    """A `from` port without limit: the allowed source connects, others are dropped, 0 judged."""
+    _prepare(net_lab)
+    path = tmp_path / "from.yaml"
+    path.write_text(f"version: 1\nallow:\n  - port: 9000\n    from: [{SCANNER_V4}]\n")
+    probes = [Probe("tcp", HOST_V4, 9000, SCANNER_V4), Probe("tcp", HOST_V4, 9000, OTHER_V4),
+              Probe("tcp", HOST_V4, 7000, SCANNER_V4)]  # fmt: skip
+    with listeners(net_lab.host, tcp=[9000, 7000]), enforcer(net_lab.host, path) as proc:
+        outcomes = [r.outcome for _ in range(3) for r in scan(net_lab.scanner, probes, 3.0)]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        assert proc.stderr is not None
+        summary = proc.stderr.read()
+    assert outcomes == [OPEN, FILTERED, FILTERED] * 3
+    assert "stopped; 0 accepted, 0 dropped" in summary  # all decided in the kernel

@@ -139,3 +139,17 @@ def test_every_module_imports_without_posix_only_modules(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("New-NetFirewallRule")[0].strip().endswith("'Stop'")
     assert not [ln for ln in done.stdout.splitlines() if ln.startswith("portguard.")]
+
+
+def test_status_without_a_policy_says_when_the_firewall_is_off(
+    firewall: FakeFirewall, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`status --check` alone: rules present but a profile off is drift (3), with the cause."""
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\nallow:\n  - port: 443\n")
+    assert main(["apply", "--yes", str(path)]) == 0
+    assert main(["status", "--check"]) == 0
+    firewall.profiles = (FakeProfile("Public", enabled="False"),)
+    capsys.readouterr()
+    assert main(["status", "--check"]) == 3
+    assert "  profile Public: Windows Firewall is off" in capsys.readouterr().out.splitlines()

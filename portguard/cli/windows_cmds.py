@@ -10,10 +10,11 @@ from portguard.backends.windows import (
     Runner,
     SyncState,
     apply_windows,
-    live_rule_names,
+    read_firewall,
     remove_windows,
     windows_status,
 )
+from portguard.backends.windows_live import profile_causes
 from portguard.cli.output import err, out
 from portguard.model import Policy
 from portguard.render.windows_rules import build_windows_rules
@@ -65,9 +66,14 @@ def status_on_windows(policy: Policy | None, *, check: bool) -> int:
     """Report the portguard rule group; with a policy, whether it holds exactly its rules."""
     runner = windows_runner()
     if policy is None:
-        live = live_rule_names(runner)
-        out(f"Windows Firewall group portguard: {len(live)} rules" if live else "absent")
-        return EXIT_DRIFT if check and not live else 0
+        live = read_firewall(runner)
+        out(
+            f"Windows Firewall group portguard: {len(live.rules)} rules" if live.rules else "absent"
+        )
+        causes = profile_causes(live.profiles)
+        for cause in causes:
+            out(f"  {cause}")
+        return EXIT_DRIFT if check and (causes or not live.rules) else 0
     status = windows_status(policy, runner)
     out(f"Windows Firewall group portguard: {status.state}")
     for cause in status.causes:
