@@ -15,6 +15,8 @@ from types import SimpleNamespace
 import pytest
 
 from portguard.backends import nftables as nftables_backend
+from portguard.backends.divert import EnforcerState, _judge
+from portguard.backends.windows import WindowsFirewallError, interface_aliases
 from portguard.cli import main, windows_cmds
 from portguard.facts.windows import sessions_from_connections
 from portguard.lockout import refusal_reason, session_warnings, sessions_cut
@@ -153,3 +155,27 @@ def test_status_without_a_policy_says_when_the_firewall_is_off(
     capsys.readouterr()
     assert main(["status", "--check"]) == 3
     assert "  profile Public: Windows Firewall is off" in capsys.readouterr().out.splitlines()
+
+
+def test_enforcer_names_interfaces_by_their_windows_alias() -> None:
+    """The enforcer's interface names are the aliases the rules use, read by PowerShell."""
+    fake = FakeFirewall(interfaces={7: "Ethernet 2", 12: "vEthernet (Default Switch)"})
+    assert interface_aliases(fake) == {7: "Ethernet 2", 12: "vEthernet (Default Switch)"}
+    fake.fail_calls = {len(fake.calls) + 1}
+    with pytest.raises(WindowsFirewallError, match="RPC server busy"):
+        interface_aliases(fake)
+
+
+def test_a_diverted_packet_is_judged_by_its_alias(tmp_path: Path) -> None:
+    """An `interface: "Ethernet 2"` entry accepts a SYN arriving on that alias's index only."""
+    pydivert = pytest.importorskip("pydivert")
+    path = tmp_path / "p.yaml"
+    path.write_text('version: 1\nallow:\n  - port: 8000\n    interface: "Ethernet 2"\n')
+    policy = load_policy(path).policy
+    names = {7: "Ethernet 2", 9: "Wi-Fi"}
+    for index, wanted in ((7, True), (9, False)):
+        raw = pydivert.PacketBuilder().ipv4("192.0.2.9", "192.0.2.1").tcp(40000, 8000).build()
+        raw.direction = pydivert.Direction.INBOUND
+        raw.tcp.syn = True
+        raw.interface = (index, 0)
+        assert _judge(policy, EnforcerState(), raw, 0.0, names.__getitem__) is wanted

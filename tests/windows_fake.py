@@ -97,6 +97,7 @@ class FakeFirewall:
 
     rules: dict[str, FakeRule] = field(default_factory=_builtin)
     profiles: tuple[FakeProfile, ...] = field(default_factory=_profiles)
+    interfaces: dict[int, str] = field(default_factory=dict)  # Get-NetIPInterface: index -> alias
     fail_calls: set[int] = field(default_factory=set)  # cmdlet call numbers (1-based) that fail
     calls: list[str] = field(default_factory=list)  # every cmdlet call, in order
     scripts: list[str] = field(default_factory=list)
@@ -184,6 +185,11 @@ class FakeFirewall:
             return self._emit_rules(session)
         if text.startswith("foreach ($p in @(Get-NetFirewallProfile -PolicyStore ActiveStore))"):
             return self._emit_profiles(session)
+        if text.startswith("foreach ($i in @(Get-NetIPInterface))"):
+            if not self._call("Get-NetIPInterface"):
+                raise _Terminating("Get-NetIPInterface : RPC server busy")
+            session.out.extend(f"{i}\t{alias}\r\n" for i, alias in sorted(self.interfaces.items()))
+            return True
         if text.startswith(f"Get-NetFirewallRule -Group '{GROUP}' -ErrorAction SilentlyContinue |"):
             return self._old_listing(text, session)
         raise _Terminating(f"The term '{text[:40]}' is not recognized (unknown to the fake)")

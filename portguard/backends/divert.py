@@ -54,6 +54,7 @@ __all__ = [
     "EnforcerCounts",
     "EnforcerState",
     "decide",
+    "interface_namer",
     "open_divert",
     "run_enforcer",
 ]
@@ -196,7 +197,26 @@ def _interface_name(index: int) -> str:
         return f"if{index}"
 
 
-def _as_packet(raw: Any) -> tuple[Packet, FlowKey] | None:
+def interface_namer() -> Callable[[int], str]:
+    """Index -> the name `interface` entries match: the alias on Windows, else the kernel's."""
+    if sys.platform != "win32":
+        return _interface_name
+    from portguard.backends.windows import (  # noqa: PLC0415 - Windows only
+        PowerShellRunner,
+        WindowsFirewallError,
+        interface_aliases,
+    )
+
+    try:
+        aliases = interface_aliases(PowerShellRunner())
+    except WindowsFirewallError as why:
+        raise DivertUnavailable(f"cannot read the interface aliases: {why}") from None
+    return lambda index: aliases.get(index, f"if{index}")  # a new interface matches no entry
+
+
+def _as_packet(
+    raw: Any, name_of: Callable[[int], str] = _interface_name
+) -> tuple[Packet, FlowKey] | None:
     """The verdict view of a diverted inbound packet, and its UDP flow key."""
     tcp, udp = raw.tcp, raw.udp
     if (tcp is None and udp is None) or raw.src_addr is None or raw.dst_port is None:
@@ -205,7 +225,7 @@ def _as_packet(raw: Any) -> tuple[Packet, FlowKey] | None:
     packet = Packet(
         proto=PacketProto.TCP if tcp is not None else PacketProto.UDP,
         source=source,
-        interface=_interface_name(int(raw.interface[0])),
+        interface=name_of(int(raw.interface[0])),
         dport=int(raw.dst_port),
     )
     return packet, (int(raw.dst_port), str(source), int(raw.src_port or 0))
@@ -223,6 +243,7 @@ def run_enforcer(
     """Open the drop, judge and sniff handles; judge and re-inject until `stop` is set."""
     filters = enforcer_filters(policy)
     _require_root()
+    name_of = interface_namer()
     state = EnforcerState()
     counts = [0, 0, 0, 0]  # accepted, dropped, flows seen, re-injections failed
     with contextlib.ExitStack() as stack:
@@ -251,7 +272,7 @@ def run_enforcer(
                 counts[2] += _drain(sniff, state, clock())
                 continue
             counts[2] += _drain(sniff, state, clock())  # the request a reply answers came first
-            if not _judge(policy, state, raw, clock()):
+            if not _judge(policy, state, raw, clock(), name_of):
                 counts[1] += 1
                 continue
             try:
@@ -284,11 +305,17 @@ def _drain(sniff: DivertHandle | None, state: EnforcerState, now: float) -> int:
             seen += 1
 
 
-def _judge(policy: Policy, state: EnforcerState, raw: Any, now: float) -> bool:
+def _judge(
+    policy: Policy,
+    state: EnforcerState,
+    raw: Any,
+    now: float,
+    name_of: Callable[[int], str] = _interface_name,
+) -> bool:
     """Whether to re-inject a diverted inbound packet (the judge filter selects inbound only)."""
     if not raw.is_inbound:
         return True
-    judged = _as_packet(raw)
+    judged = _as_packet(raw, name_of)
     if judged is None:
         return True  # not TCP/UDP: the filter does not select it; pass it on unjudged
     packet, key = judged

@@ -26,7 +26,14 @@ from portguard.backends.windows_live import (
     profile_causes,
     rule_causes,
 )
-from portguard.backends.windows_scripts import DONE, add_script, list_script, remove_script
+from portguard.backends.windows_scripts import (
+    DONE,
+    FIELD_SEP,
+    add_script,
+    interfaces_script,
+    list_script,
+    remove_script,
+)
 from portguard.errors import PortguardError
 from portguard.model import Policy
 from portguard.render.windows_rules import GROUP, WindowsRuleset, build_windows_rules, generation
@@ -41,6 +48,7 @@ __all__ = [
     "WindowsFirewallError",
     "WindowsStatus",
     "apply_windows",
+    "interface_aliases",
     "live_rule_names",
     "read_firewall",
     "remove_windows",
@@ -263,3 +271,13 @@ def remove_windows(runner: Runner) -> int:
         if left:
             raise WindowsFirewallError(f"{len(left)} portguard rules could not be deleted")
     return len(live)
+
+
+def interface_aliases(runner: Runner) -> dict[int, str]:
+    """Interface index -> alias ("Ethernet 2"), as `-InterfaceAlias` in the rules names them."""
+    aliases: dict[int, str] = {}
+    for line in _powershell(runner, interfaces_script()).stdout.splitlines():
+        index, sep, alias = line.rstrip("\r").partition(FIELD_SEP)
+        if sep and index.isdigit():
+            aliases[int(index)] = alias
+    return aliases

@@ -21,7 +21,15 @@ from collections.abc import Iterable
 from portguard.render.powershell import new_rule_command
 from portguard.render.windows_rules import GROUP, WindowsRuleset
 
-__all__ = ["DONE", "FIELD_SEP", "add_script", "list_script", "remove_script"]
+__all__ = [
+    "DONE",
+    "FIELD_SEP",
+    "INTERFACES",
+    "add_script",
+    "interfaces_script",
+    "list_script",
+    "remove_script",
+]
 
 DONE = "portguard-done"
 FIELD_SEP = "\t"
@@ -55,6 +63,12 @@ _EMIT_PROFILES = (
 )
 
 
+INTERFACES = (
+    "foreach ($i in @(Get-NetIPInterface)) {"
+    " [Console]::Out.WriteLine(('{0}' -f $i.InterfaceIndex) + \"`t\" + $i.InterfaceAlias) }"
+)
+
+
 def _one_line(statements: Iterable[str]) -> str:
     body = "; ".join([_HEAD, *statements, _DONE])
     return f"try {{ {body} }} {_CATCH}\n"
@@ -75,3 +89,8 @@ def remove_script(names: Iterable[str]) -> str:
 def list_script() -> str:
     """Print every portguard rule and every profile, one tab-separated line each."""
     return _one_line([_RULES, _RETHROW, _EMIT_RULES, _EMIT_PROFILES]) + "exit 0\n"
+
+
+def interfaces_script() -> str:
+    """Print every IP interface's index and alias (the names Windows Firewall rules match)."""
+    return _one_line([INTERFACES])
