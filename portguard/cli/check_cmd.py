@@ -9,8 +9,10 @@ import typer
 
 from portguard.backends.nftables import NftablesUnavailable, dry_run
 from portguard.cli.output import err, out, print_warnings
+from portguard.cli.windows_cmds import on_windows
 from portguard.errors import PortguardError
 from portguard.policy import load_policy
+from portguard.policy.load import require_linux_interfaces
 from portguard.render.nftables import render_nftables, transaction
 
 __all__ = ["register"]
@@ -42,6 +44,8 @@ def check(
 def _check_one(policy: Path, kernel: bool) -> int:
     """Check one policy: 0, or raise a PortguardError (main makes it one line)."""
     loaded = load_policy(policy)
+    if not on_windows():
+        require_linux_interfaces(loaded.policy)  # a Windows-only alias cannot work here
     print_warnings(loaded.warnings, loaded.omitted_warnings)
     entries = len(loaded.policy.allow)
     count = loaded.warning_count

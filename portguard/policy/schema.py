@@ -15,6 +15,7 @@ __all__ = ["SCHEMA_ID", "policy_schema"]
 SCHEMA_ID = "https://portguard.invalid/schema/policy-v1.json"
 PORT_TEXT = r"^\s*[1-9][0-9]{0,4}\s*(-\s*[1-9][0-9]{0,4}\s*)?$"
 INTERFACE = r"^(?=.{1,15}$)[A-Za-z0-9_][A-Za-z0-9_.@+-]*\*?$"
+WINDOWS_ALIAS = r"^(?=.{1,256}$)[A-Za-z0-9_][A-Za-z0-9 _.@+()#-]*(?<! )\*?$"
 SET_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 
 
@@ -49,8 +50,9 @@ def _allow_entry() -> dict[str, Any]:
         ),
         "interface": {
             "type": "string",
-            "pattern": INTERFACE,
-            "description": "Only on this inbound interface; a trailing * matches a prefix.",
+            "anyOf": [{"pattern": INTERFACE}, {"pattern": WINDOWS_ALIAS}],
+            "description": "Only on this inbound interface (a Linux name, or a Windows alias"
+            ' such as "Ethernet 2"); a trailing * matches a prefix.',
         },
         "limit": {
             "type": "string",

@@ -18,6 +18,7 @@ from portguard.model import (
     Policy,
     Proto,
 )
+from portguard.policy.load import require_linux_interfaces
 from portguard.render.layout import PolicyLayout, SourcePorts, layout_policy, merge_ranges
 from portguard.render.nft_table import (
     CHAIN_NAME,
@@ -81,6 +82,7 @@ def render_table(policy: Policy) -> NftTable:
     judges the new TCP and UDP connections this host DNATs elsewhere (published ports) by the
     same allow entries and sets, on the original destination port (`ct original proto-dst`).
     """
+    require_linux_interfaces(policy)
     layout = layout_policy(policy)
     sets = _sets(layout)
     rules: list[NftRule] = [
