@@ -82,7 +82,7 @@ def test_comment_injection_cannot_add_rules(netns: Netns) -> None:
         ("forward", "forward", "accept"),
     ]
     input_rules, forward_rules = (_chain_rule_lines(table_text, h) for h in ("input", "forward"))
-    assert (len(input_rules), len(forward_rules)) == (11, 9)
+    assert (len(input_rules), len(forward_rules)) == (13, 11)  # + the two ban rules each
     assert len(rules) == len(input_rules) + len(forward_rules)
     entry_comments = [
         safe_comment(rule.comment)

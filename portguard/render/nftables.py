@@ -18,6 +18,7 @@ from portguard.model import (
     Policy,
     Proto,
 )
+from portguard.render.deny import ban_rules, ban_sets, deny_rules, deny_sets
 from portguard.render.layout import PolicyLayout, SourcePorts, layout_policy, merge_ranges
 from portguard.render.nft_table import (
     CHAIN_NAME,
@@ -82,10 +83,12 @@ def render_table(policy: Policy) -> NftTable:
     same allow entries and sets, on the original destination port (`ct original proto-dst`).
     """
     layout = layout_policy(policy)
-    sets = _sets(layout)
+    sets = [*ban_sets(), *deny_sets(policy), *_sets(layout)]
     rules: list[NftRule] = [
+        *ban_rules(),
         _rule("ct state invalid drop"),
         _rule("ct state { established, related } accept"),
+        *deny_rules(policy),
         *(_rule(text) for text in _icmp_rules(policy.icmp)),
         *_allow_rules(layout, INPUT_PORT),
         *_final_rules(policy),
@@ -93,10 +96,12 @@ def render_table(policy: Policy) -> NftTable:
     forward: list[NftRule] = []
     if policy.forwarded is ForwardedMode.FILTER:
         forward = [
-            _rule("ct state != new accept"),
             # A bit test: `ct status != dnat` would compare the whole status word (always true).
             _rule("ct status & dnat == 0 accept"),
+            *ban_rules(),
+            _rule("ct state != new accept"),
             _rule("meta l4proto != { tcp, udp } accept"),
+            *deny_rules(policy),
             *_allow_rules(layout, FORWARD_PORT),
             *_final_rules(policy),
             # The chain's policy is accept (routed traffic is not portguard's), so a drop
