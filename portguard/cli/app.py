@@ -10,6 +10,7 @@ import typer
 
 from portguard.cli import (
     apply_cmd,
+    ban_cmd,
     check_cmd,
     confirm_cmd,
     diff_cmd,
@@ -65,6 +66,7 @@ for module in (
     plan_cmd,
     diff_cmd,
     enforce_cmd,
+    ban_cmd,
 ):
     module.register(app)
 
