@@ -20,6 +20,7 @@ from portguard.render.nft_table import PERSISTENT_SETS, TABLE_REF, NftTable
 __all__ = [
     "Ban",
     "BanError",
+    "NotBanned",
     "add_ban",
     "duration_seconds",
     "parse_ban_elements",
@@ -42,6 +43,10 @@ UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
 
 class BanError(PortguardError):
     """A ban or unban that cannot be done (no table, not banned, bad duration)."""
+
+
+class NotBanned(BanError):
+    """The network to unban is not banned (never was, or its ban expired)."""
 
 
 @dataclass(frozen=True)
@@ -172,11 +177,11 @@ def remove_ban(kernel: NftKernel, network: Network) -> None:
     if not any(b.network == network for b in live):
         holder = [b.network for b in live if _inside(network, b.network)]
         hint = f" (it is inside the ban on {holder[0]}; unban that)" if holder else ""
-        raise BanError(f"{network} is not banned{hint}")
+        raise NotBanned(f"{network} is not banned{hint}")
     try:
         kernel.run(f"delete element {TABLE_REF} {set_for(network)} {{ {network} }}\n")
     except KernelRefused as refusal:  # expired between the read and the delete
-        raise BanError(f"{network} is not banned ({refusal.kernel_message})") from None
+        raise NotBanned(f"{network} is not banned ({refusal.kernel_message})") from None
 
 
 def readd_bans(kernel: NftKernel, table: NftTable) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from portguard.backends.bans import Ban, BanError, duration_seconds, read_bans
+from portguard.backends.bans import Ban, BanError, NotBanned, duration_seconds, read_bans
 from portguard.backends.nftables import open_kernel
 from portguard.ban import ban, parse_target, unban
 from portguard.cli.output import out, print_warnings_text
@@ -60,10 +60,21 @@ def ban_command(
 
 def unban_command(
     target: Annotated[str, typer.Argument(help="The banned IP address or CIDR network.")],
+    missing_ok: Annotated[
+        bool,
+        typer.Option("--missing-ok", help="Exit 0 when it is not banned (expired already)."),
+    ] = False,
     state_dir: StateDirOption = None,
 ) -> None:
     """Lift the ban on exactly ADDR|CIDR."""
-    outcome, warnings = unban(open_kernel(), open_state_dir(state_dir), parse_target(target))
+    network = parse_target(target)
+    try:
+        outcome, warnings = unban(open_kernel(), open_state_dir(state_dir), network)
+    except NotBanned as missing:
+        if not missing_ok:
+            raise
+        out(f"portguard: {missing}")
+        return
     print_warnings_text(warnings)
     out(f"portguard: {outcome}")
 
