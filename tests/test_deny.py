@@ -157,3 +157,35 @@ def test_denied_sources_cannot_reach_allowed_ports(net_lab: Lab, tmp_path: Path)
     for result in after:
         want = expected_outcome(policy, result.probe, listening=True, interface=net_lab.host_if)
         assert result.outcome == want, result
+
+
+def test_windows_renders_deny_as_block_rules(tmp_path: Path) -> None:
+    """Windows: one block rule per protocol from the denied sources, on every port."""
+    from portguard.render.windows_rules import Action, build_windows_rules  # noqa: PLC0415
+
+    policy = load_policy(_load(tmp_path)).policy
+    deny = [r for r in build_windows_rules(policy).rules if r.key.startswith("deny-")]
+    assert [
+        (r.key, r.action, r.local_ports, tuple(map(str, r.remote_addresses))) for r in deny
+    ] == [
+        ("deny-tcp-1", Action.BLOCK, (), ("192.0.2.3/32", "198.51.100.0/24", "2001:db8:7::3/128")),
+        ("deny-udp-1", Action.BLOCK, (), ("192.0.2.3/32", "198.51.100.0/24", "2001:db8:7::3/128")),
+        ("deny-icmpv4-1", Action.BLOCK, (), ("192.0.2.3/32", "198.51.100.0/24")),
+        ("deny-icmpv6-1", Action.BLOCK, (), ("2001:db8:7::3/128",)),
+    ]
+
+
+def test_diff_reports_a_new_deny_as_closed() -> None:
+    """Adding a deny closes exactly the denied sources on the ports they could reach."""
+    from portguard.policy_diff import diff_policies  # noqa: PLC0415
+
+    old = parse_policy("version: 1\nallow:\n  - port: 22\n", "old.yaml").policy
+    new = parse_policy(
+        "version: 1\ndeny: [198.51.100.0/24]\nallow:\n  - port: 22\n", "new.yaml"
+    ).policy
+    diff = diff_policies(old, new)
+    assert diff.opened == ()
+    assert [(c.proto.value, c.ports_text, c.sources) for c in diff.closed] == [
+        ("tcp", "22", ("198.51.100.0/24",))
+    ]
+    assert "@deny4" in diff.ruleset_diff
