@@ -23,6 +23,7 @@ from portguard.cli import (
     render_cmd,
     rollback_cmd,
     show_cmd,
+    stats_cmd,
     status_cmd,
 )
 from portguard.errors import PortguardError
@@ -67,6 +68,7 @@ for module in (
     diff_cmd,
     enforce_cmd,
     ban_cmd,
+    stats_cmd,
 ):
     module.register(app)
 

@@ -47,6 +47,12 @@ __all__ = [
 ]
 
 LOG_PREFIX = "portguard: "
+# Every allow entry's rule counts what it accepts (new connections: established packets were
+# accepted earlier); the stateless listing drift compares shows no counter values.
+ACCEPT = " counter accept"
+BLOCKED_SET = "blocked"  # dynamic: blocked new connections counted per protocol and port
+BLOCKED_SIZE = 4096
+BLOCKED_TIMEOUT = "1d"  # a port not probed for a day leaves the set
 METER_SIZE = 65535
 UNSAFE_COMMENT_CHARS = re.compile(r"[^A-Za-z0-9 _.,:;/@()+=#%*!?'<>\[\]-]")
 MAX_NFT_COMMENT = 120
@@ -91,7 +97,7 @@ def render_table(policy: Policy) -> NftTable:
         *deny_rules(policy),
         *(_rule(text) for text in _icmp_rules(policy.icmp)),
         *_allow_rules(layout, INPUT_PORT),
-        *_final_rules(policy),
+        *_final_rules(policy, INPUT_PORT),
     ]
     forward: list[NftRule] = []
     if policy.forwarded is ForwardedMode.FILTER:
@@ -103,7 +109,7 @@ def render_table(policy: Policy) -> NftTable:
             _rule("meta l4proto != { tcp, udp } accept"),
             *deny_rules(policy),
             *_allow_rules(layout, FORWARD_PORT),
-            *_final_rules(policy),
+            *_final_rules(policy, FORWARD_PORT),
             # The chain's policy is accept (routed traffic is not portguard's), so a drop
             # default needs its own rule here.
             *([_rule("drop")] if policy.default is DefaultVerdict.DROP else []),
@@ -133,6 +139,15 @@ def _sets(layout: PolicyLayout) -> list[NftSet]:
                 sets.append(_interval_set(name, kind, _concat_elements(elements)))
     for number, rule in layout.special:
         sets.extend(_special_sets(number, rule))
+    sets.append(
+        NftSet(
+            BLOCKED_SET,
+            "inet_proto . inet_service",
+            "dynamic,timeout",
+            size=BLOCKED_SIZE,
+            timeout=BLOCKED_TIMEOUT,
+        )
+    )
     return sets
 
 
@@ -141,26 +156,34 @@ def _allow_rules(layout: PolicyLayout, port: PortMatch) -> list[NftRule]:
     rules: list[NftRule] = []
     for proto in Proto:
         if layout.open_for(proto):
-            rules.append(
-                _rule(port.for_proto(proto.value), SetRef(f"open_{proto.value}"), " accept")
-            )
+            rules.append(_rule(port.for_proto(proto.value), SetRef(f"open_{proto.value}"), ACCEPT))
     for proto in Proto:
         for family in (4, 6):
             if layout.sourced_for(proto, family):
                 match = port.for_proto(proto.value, f"{FAMILY_MATCH[family]} saddr . ")
-                rules.append(_rule(match, SetRef(f"from{family}_{proto.value}"), " accept"))
+                rules.append(_rule(match, SetRef(f"from{family}_{proto.value}"), ACCEPT))
     for number, rule in layout.special:
         rules.extend(_special_rules(number, rule, port))
     return rules
 
 
-def _final_rules(policy: Policy) -> list[NftRule]:
-    """The log rule and the default verdict's rules (drop is the chain's policy or a rule)."""
+def _final_rules(policy: Policy, port: PortMatch) -> list[NftRule]:
+    """The log rule, the blocked counters, and the default verdict's rules (drop is the
+    chain's policy or a rule)."""
     rules: list[NftRule] = []
     if policy.log:
         rules.append(
             _rule(f'limit rate 10/second burst 20 packets log prefix "{LOG_PREFIX}" level info')
         )
+    key = "ct original proto-dst" if port.original else "th dport"
+    rules.append(
+        _rule(
+            "ct state new meta l4proto { tcp, udp } update ",
+            SetRef(BLOCKED_SET),
+            f" {{ meta l4proto . {key} counter }}",
+        )
+    )
+    rules.append(_rule("counter"))
     if policy.default is DefaultVerdict.REJECT:
         rules.append(_rule("meta l4proto tcp reject with tcp reset"))
         rules.append(_rule("reject with icmpx port-unreachable"))
@@ -276,7 +299,7 @@ def _special_rules(number: int, rule: AllowRule, port: PortMatch) -> list[NftRul
                     f" burst {rule.limit.count} packets }}",
                 ]
             )
-        parts.append(" accept")
+        parts.append(ACCEPT)
         rules.append(NftRule(tuple(parts), comment))
     return rules
 
