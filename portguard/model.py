@@ -113,6 +113,7 @@ class AllowRule:
     comment: str | None
     service: str | None
     location: Location
+    log: bool = False  # log this entry's accepted new connections (NFLOG, `portguard log`)
 
     def ports_text(self) -> str:
         """The ports as a short string: "22", "80,443", "8000-8100"."""

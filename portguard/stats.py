@@ -96,7 +96,7 @@ class StatsBaseline:
 def _group(policy: Policy, number: int, proto: str) -> tuple[str, ...]:
     """The generation-free set names that identify the rule(s) accepting for an entry."""
     rule = policy.allow[number - 1]
-    if rule.interface is not None or rule.limit is not None:
+    if rule.interface is not None or rule.limit is not None or rule.log:
         return (f"e{number}_ports",)
     if rule.sources is None:
         return (f"open_{proto}",)

@@ -17,6 +17,7 @@ from portguard.cli import (
     enforce_cmd,
     history_cmd,
     install_cmd,
+    log_cmd,
     plan_cmd,
     ports_cmd,
     remove_cmd,
@@ -69,6 +70,7 @@ for module in (
     enforce_cmd,
     ban_cmd,
     stats_cmd,
+    log_cmd,
 ):
     module.register(app)
 

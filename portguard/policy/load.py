@@ -61,7 +61,7 @@ TOP_KEYS = (
     "deny",
     "allow",
 )
-ALLOW_KEYS = ("service", "port", "proto", "from", "interface", "limit", "comment")
+ALLOW_KEYS = ("service", "port", "proto", "from", "interface", "limit", "comment", "log")
 SET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
 # Linux interface names (IFNAMSIZ 16 with the NUL), optionally ending in * as a prefix
 # wildcard; the * counts towards the 15 characters (nft refuses a 16-character pattern).
@@ -374,6 +374,7 @@ class _Builder:
             comment=comment,
             service=service,
             location=r.location(node),
+            log=r.boolean(entry["log"][1], "log") if "log" in entry else False,
         )
 
     def _protos(self, node: Node) -> tuple[Proto, ...]:

@@ -47,6 +47,11 @@ __all__ = [
 ]
 
 LOG_PREFIX = "portguard: "
+# Drops (`log: true`) and logged entries' accepts also go to this NFLOG group, which
+# `portguard log` reads over netlink: unlike the kernel log (nf_log), it works in every
+# network namespace. With no reader bound the kernel discards those copies.
+NFLOG_GROUP = 4711
+ACCEPT_LOG_PREFIX = "portguard accept line {line}: "
 # Every allow entry's rule counts what it accepts (new connections: established packets were
 # accepted earlier); the stateless listing drift compares shows no counter values.
 ACCEPT = " counter accept"
@@ -173,7 +178,10 @@ def _final_rules(policy: Policy, port: PortMatch) -> list[NftRule]:
     rules: list[NftRule] = []
     if policy.log:
         rules.append(
-            _rule(f'limit rate 10/second burst 20 packets log prefix "{LOG_PREFIX}" level info')
+            _rule(
+                f'limit rate 10/second burst 20 packets log prefix "{LOG_PREFIX}" level info'
+                f' log prefix "{LOG_PREFIX}" group {NFLOG_GROUP}'
+            )
         )
     key = "ct original proto-dst" if port.original else "th dport"
     rules.append(
@@ -299,7 +307,11 @@ def _special_rules(number: int, rule: AllowRule, port: PortMatch) -> list[NftRul
                     f" burst {rule.limit.count} packets }}",
                 ]
             )
-        parts.append(ACCEPT)
+        if rule.log:
+            prefix = ACCEPT_LOG_PREFIX.format(line=rule.location.line)
+            parts.append(f' counter log prefix "{prefix}" group {NFLOG_GROUP} accept')
+        else:
+            parts.append(ACCEPT)
         rules.append(NftRule(tuple(parts), comment))
     return rules
 
