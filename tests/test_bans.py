@@ -211,3 +211,28 @@ def test_fail2ban_action_bans_and_unbans(net_lab: Lab, tmp_path: Path) -> None:
             done = net_lab.host.run(["sh", "-c", unban], check=False, env=env)
             assert done.returncode == 0, done.stderr
         assert _outcomes(net_lab)[SCANNER_V6] == OPEN
+
+
+@pytest.mark.netns
+def test_whole_table_replace_puts_the_bans_back(netns: Netns, tmp_path: Path) -> None:
+    """A table with a foreign chain is replaced whole; its bans come back with the time left."""
+    policy, state = tmp_path / "policy.yaml", str(tmp_path / "state")
+    policy.write_text(POLICY_A, encoding="utf-8")
+    assert _pg(netns, "apply", str(policy), "--yes", "--state-dir", state)[0] == 0
+    assert (
+        _pg(netns, "ban", "203.0.113.0/24", "-t", "1h", "-c", "kept", "--state-dir", state)[0] == 0
+    )
+    assert _pg(netns, "ban", "2001:db8:bad::/48", "--state-dir", state)[0] == 0
+    netns.run(["nft", "add", "chain", "inet", "portguard", "sneaky"])
+    assert _pg(netns, "status", "--check", "--state-dir", state)[0] == 3
+    policy.write_text(POLICY_B, encoding="utf-8")
+    rc, _, err = _pg(netns, "apply", str(policy), "--yes", "--state-dir", state)
+    assert rc == 0, err
+    assert "sneaky" not in netns.run(["nft", "list", "table", "inet", "portguard"]).stdout
+    listed = json.loads(_pg(netns, "bans", "-f", "json")[1])["bans"]
+    assert [(b["address"], b["comment"], b["expires_seconds"] is None) for b in listed] == [
+        ("203.0.113.0/24", "kept", False),
+        ("2001:db8:bad::/48", None, True),
+    ]
+    assert 3000 < listed[0]["expires_seconds"] <= 3600
+    assert _pg(netns, "status", "--check", "--state-dir", state)[0] == 0
