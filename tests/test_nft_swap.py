@@ -33,7 +33,9 @@ def test_first_apply_uses_generation_zero_and_fills_sets_first() -> None:
     """With no live table, sets are made as *_g0 with no rule, then the rules name them."""
     batches = swap_batches(_table(), None)
     assert batches is not None
-    assert batches.new_set_names == ("open_tcp_g0", "from4_tcp_g0", "e2_ports_g0")
+    # The ban sets are declared unsuffixed and are never among the sets an undo deletes.
+    assert batches.new_set_names == ("open_tcp_g0", "from4_tcp_g0", "e2_ports_g0", "blocked_g0")
+    assert "\tset ban4 {" in batches.fill_sets
     assert "chain" not in batches.fill_sets and "\tset open_tcp_g0 {" in batches.fill_sets
     assert "@open_tcp_g0" in batches.swap_rules and "@open_tcp " not in batches.swap_rules
     assert "delete set" not in batches.swap_rules
@@ -49,7 +51,7 @@ def test_replace_alternates_generation_and_deletes_old_sets_after_the_flush() ->
     lines = batches.swap_rules.splitlines()
     flush = lines.index("flush chain inet portguard input")
     assert lines.index("delete set inet portguard open_tcp_g0") > flush
-    assert "\t\ttcp dport @open_tcp_g1 accept" in lines
+    assert "\t\ttcp dport @open_tcp_g1 counter accept" in lines
 
 
 def test_leftover_sets_are_deleted_first_and_do_not_decide_the_generation() -> None:
@@ -125,4 +127,4 @@ def test_apply_over_a_hand_added_chain_replaces_the_whole_table(
     assert "drifted" in repaired.stdout
     ruleset = netns.ruleset()
     assert "sneaky" not in ruleset, ruleset
-    assert "tcp dport @open_tcp_g0 accept" in ruleset  # the whole-table form, generation 0
+    assert "tcp dport @open_tcp_g0 counter" in ruleset  # the whole-table form, generation 0
