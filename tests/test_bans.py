@@ -236,3 +236,24 @@ def test_whole_table_replace_puts_the_bans_back(netns: Netns, tmp_path: Path) ->
     ]
     assert 3000 < listed[0]["expires_seconds"] <= 3600
     assert _pg(netns, "status", "--check", "--state-dir", state)[0] == 0
+
+
+def test_ban_elements_are_not_part_of_the_compared_listing() -> None:
+    """The listing drift compares keeps the ban sets' declarations but none of their elements."""
+    from portguard.backends.nftables import without_dynamic_elements  # noqa: PLC0415
+    from portguard.facts.ruleset import parse_live_table  # noqa: PLC0415
+
+    def listing(elements: str) -> str:
+        return (
+            "table inet portguard {\n\tset ban4 {\n\t\ttype ipv4_addr\n"
+            f"\t\tflags interval,timeout\n{elements}\t}}\n\n\tset deny4_g0 {{\n"
+            "\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.9.0.0/16 }\n\t}\n}\n"
+        )
+
+    banned = listing(
+        '\t\telements = { 10.1.2.0/24 timeout 1h comment "x",\n\t\t\t     10.3.3.3 }\n'
+    )
+    clean = without_dynamic_elements(banned)
+    assert clean == listing("")
+    assert parse_live_table(clean).set_names == ("ban4", "deny4_g0")
+    assert "10.9.0.0/16" in clean  # policy sets keep their elements

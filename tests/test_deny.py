@@ -189,3 +189,16 @@ def test_diff_reports_a_new_deny_as_closed() -> None:
         ("tcp", "22", ("198.51.100.0/24",))
     ]
     assert "@deny4" in diff.ruleset_diff
+
+
+def test_plan_judges_an_outsider_that_is_not_denied() -> None:
+    """A deny over plan's usual outsider address does not make an open port look closed."""
+    from portguard.model import ListeningSocket, Proto  # noqa: PLC0415
+    from portguard.plan import SocketVerdict, judge_socket  # noqa: PLC0415
+
+    policy = parse_policy(
+        "version: 1\ndeny: [1.0.0.0/8, '2000::/16']\nallow:\n  - port: 22\n", "p.yaml"
+    ).policy
+    sock = ListeningSocket(Proto.TCP, ip_address("0.0.0.0"), 22, None, None)
+    judged = judge_socket(policy, sock)
+    assert (judged.verdict, judged.from_anywhere) == (SocketVerdict.ALLOWED, True)
