@@ -99,5 +99,8 @@ def _note(state: StateDir | None, action: Action, outcome: str) -> tuple[str, ..
             return ()
     except HistoryError as error:
         return (f"history not recorded: {error}",)
-    with state.lock(timeout=LOCK_TIMEOUT):
-        return note_change(state, BanChange(action), outcome)
+    try:
+        with state.lock(timeout=LOCK_TIMEOUT):
+            return note_change(state, BanChange(action), outcome)
+    except PortguardError as error:  # the ban is in force: a missed row is only a warning
+        return (f"history not recorded: {error}",)

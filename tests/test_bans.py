@@ -257,3 +257,20 @@ def test_ban_elements_are_not_part_of_the_compared_listing() -> None:
     assert clean == listing("")
     assert parse_live_table(clean).set_names == ("ban4", "deny4_g0")
     assert "10.9.0.0/16" in clean  # policy sets keep their elements
+
+
+@pytest.mark.netns
+def test_a_history_that_cannot_be_written_does_not_fail_the_ban(
+    netns: Netns, tmp_path: Path
+) -> None:
+    """The ban is in force and the command succeeds; the missed history row is a warning."""
+    policy, state = tmp_path / "policy.yaml", tmp_path / "state"
+    policy.write_text(POLICY_A, encoding="utf-8")
+    assert _pg(netns, "apply", str(policy), "--yes", "--state-dir", str(state))[0] == 0
+    (state / "history.sqlite3").unlink()
+    (state / "history.sqlite3").mkdir()  # not a database: every write fails
+    rc, out, err = _pg(netns, "ban", "203.0.113.9", "--state-dir", str(state))
+    assert (rc, out) == (0, "portguard: banned 203.0.113.9/32 until unbanned\n")
+    assert err.startswith("portguard: warning: history not recorded:") and err.count("\n") == 1
+    listed = json.loads(_pg(netns, "bans", "-f", "json")[1])["bans"]
+    assert [b["address"] for b in listed] == ["203.0.113.9/32"]
