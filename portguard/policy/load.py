@@ -66,6 +66,9 @@ SET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
 # Linux interface names (IFNAMSIZ 16 with the NUL), optionally ending in * as a prefix
 # wildcard; the * counts towards the 15 characters (nft refuses a 16-character pattern).
 INTERFACE_NAME = re.compile(r"(?=.{1,15}\Z)[A-Za-z0-9_][A-Za-z0-9_.@+-]*\*?\Z", re.ASCII)
+# Windows interface aliases ("Ethernet 2", "vEthernet (Default Switch)"): no quote, comma or
+# wildcard character but a final *. Linux targets refuse them with their location.
+WINDOWS_ALIAS = re.compile(r"(?=.{1,256}\Z)[A-Za-z0-9_][A-Za-z0-9 _.@+()#-]*(?<! )\*?\Z", re.ASCII)
 PORT_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?\Z", re.ASCII)
 LIMIT = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*\Z", re.ASCII)
 MAX_COMMENT = 256
@@ -351,11 +354,12 @@ class _Builder:
         if "interface" in entry:
             interface_node = entry["interface"][1]
             interface = r.string(interface_node, "interface")
-            if not INTERFACE_NAME.match(interface):
+            if not (INTERFACE_NAME.match(interface) or WINDOWS_ALIAS.match(interface)):
                 raise r.error(
                     interface_node,
                     f"'{short(interface)}' is not a valid interface name (1-15 characters of"
-                    " A-Z a-z 0-9 _ . @ + -, optionally ending in *)",
+                    " A-Z a-z 0-9 _ . @ + -, or a Windows alias that may also hold spaces and"
+                    " parentheses; optionally ending in *)",
                 )
         limit = self._limit(entry["limit"][1]) if "limit" in entry else None
         comment = None
@@ -478,3 +482,15 @@ def _port_number(r: NodeReader, item: Node, digits: str) -> int:
     if not 1 <= port <= MAX_PORT:
         raise r.error(item, f"port {short(digits)} is out of range 1-{MAX_PORT}")
     return port
+
+
+def require_linux_interfaces(policy: Policy) -> None:
+    """Refuse, with its location, an `interface` that only a Windows alias can be."""
+    for rule in policy.allow:
+        if rule.interface is not None and not INTERFACE_NAME.match(rule.interface):
+            raise PolicyError(
+                rule.location,
+                f"interface '{short(rule.interface)}' is not a Linux interface name (1-15"
+                " characters of A-Z a-z 0-9 _ . @ + -, optionally ending in *); a Windows"
+                " alias works with the Windows targets only",
+            )

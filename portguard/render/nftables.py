@@ -18,6 +18,7 @@ from portguard.model import (
     Policy,
     Proto,
 )
+from portguard.policy.load import require_linux_interfaces
 from portguard.render.deny import ban_rules, ban_sets, deny_rules, deny_sets
 from portguard.render.layout import PolicyLayout, SourcePorts, layout_policy, merge_ranges
 from portguard.render.nft_table import (
@@ -93,6 +94,7 @@ def render_table(policy: Policy) -> NftTable:
     judges the new TCP and UDP connections this host DNATs elsewhere (published ports) by the
     same allow entries and sets, on the original destination port (`ct original proto-dst`).
     """
+    require_linux_interfaces(policy)
     layout = layout_policy(policy)
     sets = [*ban_sets(), *deny_sets(policy), *_sets(layout)]
     rules: list[NftRule] = [
