@@ -47,8 +47,14 @@ COMPLETION_PATHS = {
     "zsh": Path("usr/local/share/zsh/site-functions/_portguard"),
     "fish": Path("usr/local/share/fish/vendor_completions.d/portguard.fish"),
 }
-UNIT_FILES = ("portguard.service", "portguard.path", "portguard-reload.service")
-ENABLED_UNITS = ("portguard.service", "portguard.path")
+UNIT_FILES = (
+    "portguard.service",
+    "portguard.path",
+    "portguard-reload.service",
+    "portguard-metrics.service",
+    "portguard-metrics.timer",
+)
+ENABLED_UNITS = ("portguard.service", "portguard.path", "portguard-metrics.timer")
 SHIPPED_EXECUTABLE = "/usr/local/bin/portguard"
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]+$")
 SYSTEMCTL_TIMEOUT = 60

@@ -235,10 +235,11 @@ def _interface_example(pattern: str | None) -> str:
 
 
 def _outsider(policy: Policy, family: int) -> IPv4Address | IPv6Address | None:
-    """A public address of `family` that no `from` list in the policy names, if one exists."""
+    """A public address of `family` that no `from` list and no `deny:` item names, if any."""
     named: list[Network] = [
         net for rule in policy.allow for net in (rule.sources or ()) if net.version == family
     ]
+    named += [net for net in policy.denied() if net.version == family]
     candidate = OUTSIDER_START[family]
     for net in collapse_addresses(named):  # type: ignore[type-var]  # one family only
         if candidate in net:

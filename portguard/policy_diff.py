@@ -5,7 +5,8 @@ network) over the entries that match it; `opened` is what the new policy allows 
 one did not, `closed` the reverse. Reordering or splitting entries changes nothing, and
 interfaces compare by what they match: `mgmt0` -> `mgmt*` closes nothing on mgmt0. A
 `limit` is not part of the space (a rate-limited port counts as allowed); limit, default,
-icmp and log changes are reported as `settings`.
+icmp and log changes are reported as `settings`. Sources under `deny:` are cut out of every
+entry's space, so adding a deny shows as `closed`.
 
 The space is the same for this host's own ports and for the ports it publishes by DNAT
 (Docker `-p`, ...), except that `forwarded: ignore` leaves published ports unfiltered: a change
@@ -183,14 +184,20 @@ def _limits(policy: Policy) -> dict[tuple[str, str, str, str], str]:
 
 
 def _space(policy: Policy, proto: Proto, witness: str | None) -> list[tuple[PortRange, Network]]:
-    """What `policy` allows for `proto` on the interfaces `witness` stands for."""
-    return [
-        (ports, network)
-        for rule in policy.allow
-        if proto in rule.protos and _reaches(rule.interface, witness)
-        for ports in rule.ports
-        for network in (rule.sources if rule.sources is not None else EVERY_SOURCE)
-    ]
+    """What `policy` allows for `proto` on the interfaces `witness` stands for.
+
+    `deny:` sources are cut out of every entry's sources.
+    """
+    denied = policy.denied()
+    space: list[tuple[PortRange, Network]] = []
+    for rule in policy.allow:
+        if proto not in rule.protos or not _reaches(rule.interface, witness):
+            continue
+        sources = rule.sources if rule.sources is not None else EVERY_SOURCE
+        if denied:
+            sources = subtract_networks(sources, denied)
+        space.extend((ports, network) for ports in rule.ports for network in sources)
+    return space
 
 
 def _reaches(interface: str | None, witness: str | None) -> bool:

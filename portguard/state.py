@@ -81,6 +81,8 @@ class Action(StrEnum):
     REVERT = "revert"
     ROLLBACK = "rollback"
     REMOVE = "remove"
+    BAN = "ban"  # history only: a runtime ban (no table); never a record's source
+    UNBAN = "unban"
 
 
 @dataclass(frozen=True)

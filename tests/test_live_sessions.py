@@ -234,8 +234,8 @@ def _connects(ns: Netns, address: str, port: int) -> bool:
 
 
 def _table(ns: Netns) -> str:
-    """`nft list table inet portguard` in `ns`, or "" when absent."""
-    return ns.run(["nft", "list", "table", "inet", "portguard"], check=False).stdout
+    """`nft -s list table inet portguard` in `ns` (rules without counter values), or ""."""
+    return ns.run(["nft", "-s", "list", "table", "inet", "portguard"], check=False).stdout
 
 
 def _apply(ns: Netns, policy: Path, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -11,6 +11,7 @@ import typer
 from portguard import __version__
 from portguard.cli import (
     apply_cmd,
+    ban_cmd,
     check_cmd,
     completion_cmd,
     confirm_cmd,
@@ -18,6 +19,7 @@ from portguard.cli import (
     enforce_cmd,
     history_cmd,
     install_cmd,
+    log_cmd,
     plan_cmd,
     ports_cmd,
     remove_cmd,
@@ -26,6 +28,7 @@ from portguard.cli import (
     schema_cmd,
     services_cmd,
     show_cmd,
+    stats_cmd,
     status_cmd,
 )
 from portguard.cli.native import CONTEXT_SETTINGS, NativeGroup
@@ -94,6 +97,9 @@ for module in (
     plan_cmd,
     diff_cmd,
     enforce_cmd,
+    ban_cmd,
+    stats_cmd,
+    log_cmd,
     completion_cmd,
     schema_cmd,
     services_cmd,

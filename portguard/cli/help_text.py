@@ -72,6 +72,26 @@ EPILOGS: Mapping[str, tuple[tuple[str, ...], str]] = MappingProxyType(
             ("portguard enforce policy.yaml",),
             "0 stopped cleanly; 1 error.",
         ),
+        "ban": (
+            ("portguard ban 203.0.113.7 --timeout 1h --comment 'ssh brute force'",),
+            "0 banned; 1 error (nothing loaded, a bad address, or your own SSH session).",
+        ),
+        "unban": (
+            ("portguard unban 203.0.113.7",),
+            "0 done; 1 error.",
+        ),
+        "bans": (
+            ("portguard bans", "portguard bans -f json"),
+            "0 listed; 1 error.",
+        ),
+        "stats": (
+            ("portguard stats", "portguard stats -f prometheus -o /var/tmp/portguard.prom"),
+            "0 shown; 1 error.",
+        ),
+        "log": (
+            ("portguard log --follow", "portguard log -f json -n 10 --follow"),
+            "0 done; 1 error.",
+        ),
         "services": (
             ("portguard services", "portguard services -f json"),
             "0 listed.",

@@ -18,6 +18,7 @@ from portguard.model import (
     MAX_PORT,
     AllowRule,
     DefaultVerdict,
+    DenySource,
     ForwardedMode,
     IcmpMode,
     Limit,
@@ -49,8 +50,18 @@ from portguard.services import ServiceError, ServiceTable, load_services
 __all__ = ["MAX_ADDRESSES", "LoadedPolicy", "load_policy", "parse_policy", "read_policy_bytes"]
 
 SUPPORTED_VERSION = 1
-TOP_KEYS = ("version", "description", "default", "icmp", "log", "forwarded", "sets", "allow")
-ALLOW_KEYS = ("service", "port", "proto", "from", "interface", "limit", "comment")
+TOP_KEYS = (
+    "version",
+    "description",
+    "default",
+    "icmp",
+    "log",
+    "forwarded",
+    "sets",
+    "deny",
+    "allow",
+)
+ALLOW_KEYS = ("service", "port", "proto", "from", "interface", "limit", "comment", "log")
 SET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
 # Linux interface names (IFNAMSIZ 16 with the NUL), optionally ending in * as a prefix
 # wildcard; the * counts towards the 15 characters (nft refuses a 16-character pattern).
@@ -166,6 +177,7 @@ class _Builder:
         allow = tuple(
             rule for item in r.sequence(allow_node, "allow") for rule in self._allow(item, sets)
         )
+        deny = self._deny(top["deny"][1], sets) if "deny" in top else ()
         return Policy(
             path=r.file,
             version=version,
@@ -178,6 +190,7 @@ class _Builder:
             forwarded=ForwardedMode(
                 self._optional_choice(top, "forwarded", ForwardedMode, "filter")
             ),
+            deny=deny,
         )
 
     def _reject_unknown(
@@ -294,6 +307,31 @@ class _Builder:
             )
         return parsed.parts
 
+    # --- deny list ------------------------------------------------------------------------------
+
+    def _deny(self, node: Node, sets: dict[str, tuple[Network, ...]]) -> tuple[DenySource, ...]:
+        """The `deny:` items: an address, a CIDR, `@set`, or `{file: PATH}` (a set file)."""
+        r = self.reader
+        if not _is_collection(node) and r.scalar(node) is None:
+            raise r.error(node, "deny must be a list of sources (use [] to deny no one)")
+        items: list[DenySource] = []
+        for item in r.sequence(node, "deny", allow_scalar=True):
+            location = r.location(item)
+            if _is_mapping(item):
+                entries = r.mapping(item, "a deny file")
+                name = "file:" + (r.string(entries["file"][1], "file") if "file" in entries else "")
+                networks = self._set_file("deny", item)
+            else:
+                name = r.string(item, "a deny source")
+                if name.startswith("@"):
+                    if name[1:] not in sets:
+                        raise r.error(item, f"unknown set '{short(name)}' (define it under sets:)")
+                    networks = sets[name[1:]]
+                else:
+                    networks = (self._network(name, location),)
+            items.append(DenySource(name=name, networks=networks, location=location))
+        return tuple(items)
+
     # --- allow entries ------------------------------------------------------------------------
 
     def _allow(self, node: Node, sets: dict[str, tuple[Network, ...]]) -> tuple[AllowRule, ...]:
@@ -344,6 +382,7 @@ class _Builder:
                 comment=comment,
                 service=service,
                 location=r.location(node),
+                log=r.boolean(entry["log"][1], "log") if "log" in entry else False,
             )
             for protos, ports in groups
         )

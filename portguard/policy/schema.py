@@ -60,6 +60,7 @@ def _allow_entry() -> dict[str, Any]:
             "description": f"New connections per source and time unit: N/{units}.",
         },
         "comment": {"type": "string", "maxLength": 256, "description": "Shown in plan and show."},
+        "log": {"type": "boolean", "description": "Log this entry's accepted new connections."},
     }
     return {
         "type": "object",
@@ -101,6 +102,11 @@ def policy_schema() -> dict[str, Any]:
             "propertyNames": {"pattern": SET_NAME},
             "additionalProperties": {"oneOf": [address_list, set_file]},
         },
+        "deny": _one_or_many(
+            {"oneOf": [{"type": "string", "minLength": 1}, set_file]},
+            "Sources dropped on every port before any allow entry: addresses, CIDRs, @set,"
+            " or {file: PATH}.",
+        ),
         "allow": {
             "type": "array",
             "description": "The allow-list; [] allows nothing.",

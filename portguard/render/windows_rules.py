@@ -161,11 +161,36 @@ def build_windows_rules(policy: Policy, *, interfaces: bool = True) -> WindowsRu
                 "`interface` cannot be expressed with netsh (no interface-alias match);"
                 " use --target powershell",
             )
+    rules.extend(_deny_rules(policy))
     for proto in Proto:
         rules.extend(_proto_rules(view, layout, proto))
     rules.extend(_icmp_rules(policy.icmp))
     fingerprint = hashlib.sha256(repr(rules).encode()).hexdigest()[:8]
     return WindowsRuleset(rules=tuple(rules), notes=tuple(notes), fingerprint=fingerprint)
+
+
+def _deny_rules(policy: Policy) -> list[WindowsRule]:
+    """`deny:` as block rules from the denied sources on every port and ICMP (block wins)."""
+    denied = policy.denied()
+    v4 = list(collapse_addresses(n for n in denied if isinstance(n, IPv4Network)))
+    v6 = list(collapse_addresses(n for n in denied if isinstance(n, IPv6Network)))
+    groups: list[tuple[str, Sequence[Network]]] = [
+        ("TCP", [*v4, *v6]),
+        ("UDP", [*v4, *v6]),
+        ("ICMPv4", v4),
+        ("ICMPv6", v6),
+    ]
+    rules: list[WindowsRule] = []
+    for protocol, networks in groups:
+        for n, chunk in enumerate(chunked(networks, MAX_ADDRESSES_PER_RULE), 1):
+            if chunk:
+                rules.append(
+                    WindowsRule(
+                        f"deny-{protocol.lower()}-{n}", Action.BLOCK, protocol, (), chunk, (),
+                        None, "sources the policy denies",
+                    )
+                )  # fmt: skip
+    return rules
 
 
 def _proto_rules(policy: Policy, layout: PolicyLayout, proto: Proto) -> list[WindowsRule]:
