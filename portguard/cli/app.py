@@ -31,7 +31,7 @@ from portguard.cli import (
     stats_cmd,
     status_cmd,
 )
-from portguard.cli.native import CONTEXT_SETTINGS, NativeGroup
+from portguard.cli.native import CONTEXT_SETTINGS, NativeGroup, enable_completion_if_asked
 from portguard.errors import PortguardError
 
 __all__ = ["EXIT_CHANGES", "EXIT_DRIFT", "EXIT_ERROR", "EXIT_OK", "app", "main"]
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; every failure is one line on stderr and exit status 1 (no traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    completion_cmd.enable_if_asked()
+    enable_completion_if_asked()
     try:
         result = app(args=args, prog_name="portguard", standalone_mode=False)
     except typer.Exit as stop:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from portguard.cli.native import COMPLETE_VAR
 from portguard.cli.output import out
 
-__all__ = ["COMPLETE_VAR", "Shell", "completion_script", "enable_if_asked", "register"]
-
-COMPLETE_VAR = "_PORTGUARD_COMPLETE"
+__all__ = ["Shell", "completion_script", "register"]
 
 
 class Shell(StrEnum):
@@ -29,14 +27,6 @@ def completion_script(shell: Shell) -> str:
 
     script = get_completion_script(prog_name="portguard", complete_var=COMPLETE_VAR, shell=shell)
     return script.strip() + "\n"
-
-
-def enable_if_asked() -> None:
-    """Load typer's completion classes when a shell asks for candidates (the env var is set)."""
-    if os.environ.get(COMPLETE_VAR):
-        from typer._completion_classes import completion_init  # noqa: PLC0415
-
-        completion_init()
 
 
 def completion(

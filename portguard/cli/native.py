@@ -6,6 +6,7 @@ argument as `{policy}`; these classes fix the display only, never the parsing.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from typer import _click
@@ -13,9 +14,25 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from portguard.cli.help_text import epilog
 
-__all__ = ["CONTEXT_SETTINGS", "NativeArgument", "NativeCommand", "NativeGroup"]
+__all__ = [
+    "COMPLETE_VAR",
+    "CONTEXT_SETTINGS",
+    "NativeArgument",
+    "NativeCommand",
+    "NativeGroup",
+    "enable_completion_if_asked",
+]
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+COMPLETE_VAR = "_PORTGUARD_COMPLETE"  # set by the completion scripts when a shell asks
+
+
+def enable_completion_if_asked() -> None:
+    """Load typer's completion classes when a shell asks for candidates (the env var is set)."""
+    if os.environ.get(COMPLETE_VAR):
+        from typer._completion_classes import completion_init  # noqa: PLC0415 - rarely
+
+        completion_init()
 
 
 class NativeArgument(TyperArgument):
