@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 from itertools import pairwise
 
 from portguard.model import AllowRule, Network, Policy, PortRange, Proto
+from portguard.policy.networks import collapse
 
 __all__ = [
     "PolicyLayout",
@@ -106,23 +106,22 @@ def _disjoint(pairs: list[tuple[PortRange, Network]]) -> tuple[SourcePorts, ...]
     """Cut the port axis at every range edge so that no two (ports, sources) elements overlap.
 
     Interval sets in the kernel refuse overlapping elements; this also merges neighbours
-    with identical sources, so the element count stays close to the input's.
+    with identical sources, so the element count stays close to the input's. The networks
+    are grouped by port range first, so each piece looks at the few distinct ranges, not at
+    every (range, network) pair, and each piece's sources are collapsed once, by integers.
     """
-    edges = sorted({r.first for r, _ in pairs} | {r.last + 1 for r, _ in pairs})
+    by_range: dict[PortRange, list[Network]] = {}
+    for ports, network in pairs:
+        by_range.setdefault(ports, []).append(network)
+    edges = sorted({r.first for r in by_range} | {r.last + 1 for r in by_range})
     pieces: list[SourcePorts] = []
     for start, stop in pairwise(edges):
-        covering = [net for r, net in pairs if r.first <= start and stop - 1 <= r.last]
+        covering = [r for r in by_range if r.first <= start and stop - 1 <= r.last]
         if not covering:
             continue
-        sources = _collapse_family(covering)
+        sources = collapse(net for r in covering for net in by_range[r])
         if pieces and pieces[-1].sources == sources and pieces[-1].ports.last == start - 1:
             pieces[-1] = SourcePorts(PortRange(pieces[-1].ports.first, stop - 1), sources)
         else:
             pieces.append(SourcePorts(PortRange(start, stop - 1), sources))
     return tuple(pieces)
-
-
-def _collapse_family(networks: list[Network]) -> tuple[Network, ...]:
-    v4 = [n for n in networks if isinstance(n, IPv4Network)]
-    v6 = [n for n in networks if isinstance(n, IPv6Network)]
-    return tuple(collapse_addresses(v4)) + tuple(collapse_addresses(v6))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 from types import MappingProxyType
 
 from portguard import __version__
@@ -18,6 +17,7 @@ from portguard.model import (
     Policy,
     Proto,
 )
+from portguard.policy.networks import collapse
 from portguard.render.layout import PolicyLayout, SourcePorts, layout_policy, merge_ranges
 from portguard.render.nft_table import (
     CHAIN_NAME,
@@ -278,9 +278,7 @@ def _special_rules(number: int, rule: AllowRule, port: PortMatch) -> list[NftRul
 
 def _collapsed(networks: tuple[Network, ...], family: int) -> list[Network]:
     """The networks of one IP family, merged so that no two overlap."""
-    if family == 4:
-        return list(collapse_addresses(n for n in networks if isinstance(n, IPv4Network)))
-    return list(collapse_addresses(n for n in networks if isinstance(n, IPv6Network)))
+    return list(collapse(n for n in networks if n.version == family))
 
 
 def _icmp_rules(mode: IcmpMode) -> list[str]:
