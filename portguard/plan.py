@@ -38,6 +38,7 @@ GENERIC_INTERFACE = "pg-probe0"
 OUTSIDER_START = MappingProxyType({4: ip_address("1.0.0.1"), 6: ip_address("2000::1")})
 TROJANS = MappingProxyType(dict(TROJAN_PORTS))
 BOTH_FAMILIES = frozenset({4, 6})
+LOOPBACK_V4_OCTET = 127
 
 
 class SocketVerdict(StrEnum):
@@ -266,7 +267,7 @@ def _source_families(sources: tuple[Network, ...]) -> frozenset[int]:
     """The IP families among `sources` whose network address is not a loopback address."""
     families: set[int] = set()
     for net in sources:
-        if net.version not in families and not net.network_address.is_loopback:
+        if net.version not in families and not _is_loopback(net.version, int(net.network_address)):
             families.add(net.version)
             if families == BOTH_FAMILIES:
                 break
@@ -286,17 +287,24 @@ def rule_reach_text(rule: AllowRule) -> str:
     return text
 
 
+def _is_loopback(version: int, address: int) -> bool:
+    """ipaddress's is_loopback on an address as an int: 127.0.0.0/8 or ::1."""
+    return address >> 24 == LOOPBACK_V4_OCTET if version == 4 else address == 1
+
+
 def _outsider(policy: Policy, family: int) -> IPv4Address | IPv6Address | None:
     """A public address of `family` that no `from` list in the policy names, if one exists.
 
     The lowest address from OUTSIDER_START up outside every `from` network: one sort of
     integer intervals, not a walk of addresses.
     """
+    bits = OUTSIDER_START[family].max_prefixlen
     intervals = sorted(
-        (int(net.network_address), int(net.network_address) + net.num_addresses - 1)
+        (start, start + (1 << (bits - net.prefixlen)) - 1)
         for rule in policy.allow
         for net in (rule.sources or ())
         if net.version == family
+        for start in (int(net.network_address),)
     )
     start = OUTSIDER_START[family]
     candidate = int(start)
