@@ -47,6 +47,8 @@ __all__ = [
 
 LOG_PREFIX = "portguard: "
 METER_SIZE = 65535
+# Sources above which a port range gets its own address set and rule (see _split_pieces).
+PIECE_SOURCES_MAX = 64
 UNSAFE_COMMENT_CHARS = re.compile(r"[^A-Za-z0-9 _.,:;/@()+=#%*!?'<>\[\]-]")
 MAX_NFT_COMMENT = 120
 FAMILY_MATCH = MappingProxyType({4: "ip", 6: "ip6"})
@@ -121,11 +123,14 @@ def _sets(layout: PolicyLayout) -> list[NftSet]:
             )
     for proto in Proto:
         for family in (4, 6):
-            elements = layout.sourced_for(proto, family)
-            if elements:
+            small, big = _split_pieces(layout.sourced_for(proto, family))
+            if small:
                 kind = f"{FAMILY_TYPE[family]} . inet_service"
                 name = f"from{family}_{proto.value}"
-                sets.append(_interval_set(name, kind, _concat_elements(elements)))
+                sets.append(_interval_set(name, kind, _concat_elements(small)))
+            for index, piece in enumerate(big, start=1):
+                name = f"from{family}_{proto.value}_{index}"
+                sets.append(_interval_set(name, FAMILY_TYPE[family], piece.sources))
     for number, rule in layout.special:
         sets.extend(_special_sets(number, rule))
     return sets
@@ -141,9 +146,13 @@ def _allow_rules(layout: PolicyLayout, port: PortMatch) -> list[NftRule]:
             )
     for proto in Proto:
         for family in (4, 6):
-            if layout.sourced_for(proto, family):
+            small, big = _split_pieces(layout.sourced_for(proto, family))
+            if small:
                 match = port.for_proto(proto.value, f"{FAMILY_MATCH[family]} saddr . ")
                 rules.append(_rule(match, SetRef(f"from{family}_{proto.value}"), " accept"))
+            for index, piece in enumerate(big, start=1):
+                match = f"{port.for_proto(proto.value)}{piece.ports} {FAMILY_MATCH[family]} saddr "
+                rules.append(_rule(match, SetRef(f"from{family}_{proto.value}_{index}"), " accept"))
     for number, rule in layout.special:
         rules.extend(_special_rules(number, rule, port))
     return rules
@@ -206,6 +215,21 @@ def _entry_summaries(policy: Policy) -> list[str]:
 
 def _interval_set(name: str, kind: str, elements: Iterable[object]) -> NftSet:
     return NftSet(name, kind, "interval", tuple(str(item) for item in elements))
+
+
+def _split_pieces(
+    pieces: tuple[SourcePorts, ...],
+) -> tuple[tuple[SourcePorts, ...], tuple[SourcePorts, ...]]:
+    """(small, big): pieces for the shared `saddr . dport` set, and those with a set each.
+
+    A concatenated interval set (pipapo) costs more per packet the more elements it holds;
+    a plain address interval set (rbtree) only O(log n). So a port range open to more than
+    PIECE_SOURCES_MAX sources gets its own rule (`tcp dport 22 ip saddr @from4_tcp_1`) and
+    address set: the per-packet cost stays flat as `from` lists grow (docs/benchmarks.md).
+    """
+    small = tuple(p for p in pieces if len(p.sources) <= PIECE_SOURCES_MAX)
+    big = tuple(p for p in pieces if len(p.sources) > PIECE_SOURCES_MAX)
+    return small, big
 
 
 def _concat_elements(elements: tuple[SourcePorts, ...]) -> Iterable[str]:
