@@ -4,9 +4,9 @@ A host and a scanner namespace joined by veth (tests/netns.py's lab, removed aft
 The scanner floods 64-byte UDP datagrams at the host for a fixed time from one process;
 veth delivers each datagram through the host's input hook in the sender's own context, so
 the datagrams it sends per second of its own CPU time fall as the ruleset costs more per
-packet (CPU time, not wall time, so that being descheduled on a busy machine is not counted). Each configuration
-is measured right after an empty-ruleset baseline in the same round, and reported as the
-ratio of the two rates (median and min-max over the rounds), so machine load hits both.
+packet (CPU time, not wall time: being descheduled on a busy machine is not counted). Each
+configuration is measured right after an empty-ruleset baseline in the same round, and
+reported as the ratio of the two rates (median and min-max over the rounds).
 
 Configurations: 3 open ports; one entry `from` 10k and 100k CIDRs; 50 entries each `from`
 1k CIDRs -- each rendered by this portguard (`new`) and with every `from` list kept in the
@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portguard.policy import load_policy
-from portguard.render import nftables as renderer
-from portguard.render.nftables import render_table, transaction
+from portguard.render.nftables import PIECE_SOURCES_MAX, render_table, transaction
 from tests.netns import HOST_V4, SCANNER_V4, Lab, can_make_netns, lab
 
 __all__ = ["CONFIGS", "Config", "flood_rate", "main"]
@@ -73,7 +72,7 @@ class Config:
 
 
 def _cidrs(count: int, base: int, include_scanner: bool) -> str:
-    """`count` disjoint, non-adjacent /30s from `base` (an int), plus the scanner's /32 when asked."""
+    """`count` non-adjacent /30s from `base` (an int), and the scanner's /32 when asked."""
     lines = [f"{_dotted(base + 8 * n)}/30" for n in range(count)]  # gaps: nothing merges
     if include_scanner:
         lines.append(f"{SCANNER_V4}/32")
@@ -136,13 +135,8 @@ CONFIGS = (
 def _render(config: Config, directory: Path) -> str:
     """The config's table as an `nft -f` transaction, in the shape the config names."""
     policy = load_policy(config.write(directory)).policy
-    saved = renderer.PIECE_SOURCES_MAX
-    if config.concat:
-        renderer.PIECE_SOURCES_MAX = sys.maxsize  # every piece into the concatenated set
-    try:
-        return transaction(render_table(policy).text())
-    finally:
-        renderer.PIECE_SOURCES_MAX = saved
+    most = sys.maxsize if config.concat else PIECE_SOURCES_MAX  # concat: all in one set
+    return transaction(render_table(policy, piece_sources_max=most).text())
 
 
 def flood_rate(pair: Lab, seconds: float) -> float:

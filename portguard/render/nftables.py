@@ -15,6 +15,7 @@ from portguard.model import (
     IcmpMode,
     Network,
     Policy,
+    PortRange,
     Proto,
 )
 from portguard.policy.networks import collapse
@@ -76,14 +77,15 @@ def render_nftables(policy: Policy) -> str:
     return render_table(policy).text()
 
 
-def render_table(policy: Policy) -> NftTable:
+def render_table(policy: Policy, *, piece_sources_max: int = PIECE_SOURCES_MAX) -> NftTable:
     """`policy` as the typed table value that apply loads (see render/nft_table.py).
 
     The input chain judges traffic to this host. Unless `forwarded: ignore`, a forward chain
     judges the new TCP and UDP connections this host DNATs elsewhere (published ports) by the
     same allow entries and sets, on the original destination port (`ct original proto-dst`).
+    `piece_sources_max`: see _split_pieces (tests and bench/ vary it).
     """
-    layout = layout_policy(policy)
+    layout = Shapes(layout_policy(policy), piece_sources_max)
     sets = _sets(layout)
     rules: list[NftRule] = [
         _rule("ct state invalid drop"),
@@ -113,7 +115,30 @@ def render_table(policy: Policy) -> NftTable:
     return NftTable(header=header, sets=tuple(sets), rules=tuple(rules), forward=tuple(forward))
 
 
-def _sets(layout: PolicyLayout) -> list[NftSet]:
+@dataclass(frozen=True)
+class Shapes:
+    """The policy's layout and the size above which a port range gets its own address set."""
+
+    layout: PolicyLayout
+    piece_sources_max: int
+
+    def open_for(self, proto: Proto) -> tuple[PortRange, ...]:
+        """The ports open to anyone for `proto`."""
+        return self.layout.open_for(proto)
+
+    @property
+    def special(self) -> tuple[tuple[int, AllowRule], ...]:
+        """The entries with an interface and/or a limit."""
+        return self.layout.special
+
+    def pieces(
+        self, proto: Proto, family: int
+    ) -> tuple[tuple[SourcePorts, ...], tuple[SourcePorts, ...]]:
+        """(small, big) pieces of `proto` and `family`: see _split_pieces."""
+        return _split_pieces(self.layout.sourced_for(proto, family), self.piece_sources_max)
+
+
+def _sets(layout: Shapes) -> list[NftSet]:
     """Every named set of the table, shared by the input and forward chains."""
     sets: list[NftSet] = []
     for proto in Proto:
@@ -123,7 +148,7 @@ def _sets(layout: PolicyLayout) -> list[NftSet]:
             )
     for proto in Proto:
         for family in (4, 6):
-            small, big = _split_pieces(layout.sourced_for(proto, family))
+            small, big = layout.pieces(proto, family)
             if small:
                 kind = f"{FAMILY_TYPE[family]} . inet_service"
                 name = f"from{family}_{proto.value}"
@@ -136,7 +161,7 @@ def _sets(layout: PolicyLayout) -> list[NftSet]:
     return sets
 
 
-def _allow_rules(layout: PolicyLayout, port: PortMatch) -> list[NftRule]:
+def _allow_rules(layout: Shapes, port: PortMatch) -> list[NftRule]:
     """The allow entries' rules, matching the destination port the way `port` says."""
     rules: list[NftRule] = []
     for proto in Proto:
@@ -146,7 +171,7 @@ def _allow_rules(layout: PolicyLayout, port: PortMatch) -> list[NftRule]:
             )
     for proto in Proto:
         for family in (4, 6):
-            small, big = _split_pieces(layout.sourced_for(proto, family))
+            small, big = layout.pieces(proto, family)
             if small:
                 match = port.for_proto(proto.value, f"{FAMILY_MATCH[family]} saddr . ")
                 rules.append(_rule(match, SetRef(f"from{family}_{proto.value}"), " accept"))
@@ -218,17 +243,17 @@ def _interval_set(name: str, kind: str, elements: Iterable[object]) -> NftSet:
 
 
 def _split_pieces(
-    pieces: tuple[SourcePorts, ...],
+    pieces: tuple[SourcePorts, ...], most: int
 ) -> tuple[tuple[SourcePorts, ...], tuple[SourcePorts, ...]]:
     """(small, big): pieces for the shared `saddr . dport` set, and those with a set each.
 
     A concatenated interval set (pipapo) costs more per packet the more elements it holds;
     a plain address interval set (rbtree) only O(log n). So a port range open to more than
-    PIECE_SOURCES_MAX sources gets its own rule (`tcp dport 22 ip saddr @from4_tcp_1`) and
+    `most` (PIECE_SOURCES_MAX) sources gets its own rule (`tcp dport 22 ip saddr @from4_tcp_1`) and
     address set: the per-packet cost stays flat as `from` lists grow (docs/benchmarks.md).
     """
-    small = tuple(p for p in pieces if len(p.sources) <= PIECE_SOURCES_MAX)
-    big = tuple(p for p in pieces if len(p.sources) > PIECE_SOURCES_MAX)
+    small = tuple(p for p in pieces if len(p.sources) <= most)
+    big = tuple(p for p in pieces if len(p.sources) > most)
     return small, big
 
 
