@@ -98,6 +98,9 @@ class RulesetFacts:
 
     live: LiveTable | None
     records: Records
+    # The ruleset generation read just before `live` (None: unreadable): while it is still
+    # the live one, no transaction has committed and `live` is still what the kernel holds.
+    generation: RulesetGeneration | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,19 @@ def load_target(path: Path) -> tuple[LoadedPolicy, Target]:
 
 def gather_facts(kernel: NftKernel, state: StateDir) -> RulesetFacts:
     """The live table (through the command's one handle) and every record, read once."""
-    return RulesetFacts(live=read_live_table(kernel), records=state.read_records())
+    generation = read_generation()  # first: a commit after it makes a new generation
+    return RulesetFacts(read_live_table(kernel), state.read_records(), generation)
+
+
+def _facts_again(kernel: NftKernel, state: StateDir, earlier: RulesetFacts) -> RulesetFacts:
+    """Facts read again (under the lock); the earlier listing is reused when provably current.
+
+    No commit since the earlier generation means the same live table: only the records are
+    read again, not the listing of a table that may hold a million elements.
+    """
+    if earlier.generation is not None and read_generation() == earlier.generation:
+        return RulesetFacts(earlier.live, state.read_records(), earlier.generation)
+    return gather_facts(kernel, state)
 
 
 def plan_change(target: Target, facts: RulesetFacts) -> ChangePlan:
@@ -185,8 +200,7 @@ def execute(
     """
     with state.lock(lock_timeout):
         checkpoint("locked")
-        generation = read_generation()  # before the listing: no commit since, no change
-        facts = gather_facts(kernel, state)
+        facts = _facts_again(kernel, state, plan.facts)
         if verify_unchanged and facts.live != plan.facts.live:
             raise ChangedSincePlan(
                 "table inet portguard changed since the plan was made; nothing was applied,"
@@ -196,7 +210,7 @@ def execute(
         warnings = list(facts.records.warnings)
         if not plan.kernel_change and not plan.record_change:  # a no-op: no history row
             applied = facts.records.applied
-            return ApplyOutcome(False, plan.state, applied, tuple(warnings), generation)
+            return ApplyOutcome(False, plan.state, applied, tuple(warnings), facts.generation)
         keep = keep_unrecorded and plan.facts.live is None
         try:
             done = _carry_out(plan, kernel, state, promote=promote, keep=keep, warnings=warnings)
