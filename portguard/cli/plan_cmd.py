@@ -19,10 +19,12 @@ from portguard.cli.state_options import StateDirOption, open_state_dir
 from portguard.cli.tables import markdown_table, plain_table, print_table, wants_rich
 from portguard.drift import RulesetState, classify, table_in_force, unified_diff
 from portguard.facts import listening_sockets
+from portguard.model import Policy
 from portguard.plan import Plan, build_plan, plan_json
 from portguard.policy import load_policy
 from portguard.render.nft_table import NftTable
 from portguard.render.nftables import render_table
+from portguard.rules_change import RulesChange, rules_change, rules_change_json
 from portguard.state import StateDir
 
 __all__ = ["PlanFormat", "Section", "plan_markdown", "plan_sections", "plan_text", "register"]
@@ -78,7 +80,13 @@ def plan(
     loaded = load_policy(policy)
     print_warnings(loaded.warnings, loaded.omitted_warnings)
     rendering = render_table(loaded.policy)
-    state, diff, reason = _ruleset(rendering, str(policy), open_state_dir(state_dir))
+    state, diff, reason, change = _ruleset(
+        loaded.policy,
+        rendering,
+        str(policy),
+        open_state_dir(state_dir),
+        with_change=output_format is PlanFormat.JSON,
+    )
     result = build_plan(
         loaded.policy,
         listening_sockets(),
@@ -88,7 +96,7 @@ def plan(
         published=read_published_or_note(),
     )
     if output_format is PlanFormat.JSON:
-        out(json.dumps(plan_json(result), indent=2))
+        out(json.dumps(_with_change(plan_json(result), change), indent=2))
     elif output_format is PlanFormat.MARKDOWN:
         out(plan_markdown(result))
     elif wants_rich():
@@ -105,17 +113,29 @@ def plan(
     return EXIT_NO_CHANGES
 
 
+def _with_change(data: dict[str, object], change: RulesChange | None) -> dict[str, object]:
+    """Plan JSON plus `rules` (texts before/after) and `opened`/`closed`, when asked for."""
+    return data if change is None else {**data, **rules_change_json(change)}
+
+
 def _ruleset(
-    rendering: NftTable, policy_name: str, state_dir: StateDir
-) -> tuple[RulesetState | None, str, str | None]:
-    """The live table's state against `rendering`, the rendered diff, or why it is unknown."""
+    policy: Policy,
+    rendering: NftTable,
+    policy_name: str,
+    state_dir: StateDir,
+    *,
+    with_change: bool,
+) -> tuple[RulesetState | None, str, str | None, RulesChange | None]:
+    """The live table's state against `rendering`, the rendered diff, or why it is unknown;
+    with `with_change`, also the rule texts before/after and the ports opened/closed."""
     try:
         facts = gather_facts(open_kernel(), state_dir)
     except NftablesUnavailable as why:
-        return None, "", str(why)
+        return None, "", str(why), None
     state = classify(rendering, facts.records, facts.live)
+    change = rules_change(policy, rendering, facts.records, facts.live) if with_change else None
     if state is RulesetState.IN_SYNC:
-        return state, "", None
+        return state, "", None, change
     in_force = table_in_force(facts.records, facts.live)
     if in_force is not None:
         old, old_name = in_force.text(), "in force"
@@ -123,7 +143,7 @@ def _ruleset(
         old, old_name = facts.live.listing, "live (not a known portguard rendering)"
     else:
         old, old_name = "", "live (no portguard rules)"
-    return state, unified_diff(old, rendering.text(), old_name, policy_name), None
+    return state, unified_diff(old, rendering.text(), old_name, policy_name), None, change
 
 
 def plan_sections(result: Plan) -> list[Section]:
