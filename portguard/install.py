@@ -37,8 +37,14 @@ __all__ = [
 CHECKOUT = Path(__file__).resolve().parent.parent
 UNIT_DIR = Path("etc/systemd/system")
 POLICY_PATH = Path("etc/portguard/policy.yaml")
-UNIT_FILES = ("portguard.service", "portguard.path", "portguard-reload.service")
-ENABLED_UNITS = ("portguard.service", "portguard.path")
+UNIT_FILES = (
+    "portguard.service",
+    "portguard.path",
+    "portguard-reload.service",
+    "portguard-metrics.service",
+    "portguard-metrics.timer",
+)
+ENABLED_UNITS = ("portguard.service", "portguard.path", "portguard-metrics.timer")
 SHIPPED_EXECUTABLE = "/usr/local/bin/portguard"
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]+$")
 SYSTEMCTL_TIMEOUT = 60

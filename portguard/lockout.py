@@ -33,8 +33,9 @@ __all__ = [
     "sessions_cut",
 ]
 
-# Process names (comm) of the SSH daemons whose listening ports carry admin sessions.
-ADMIN_PROCESSES = frozenset({"sshd"})
+# Process names (comm) of the SSH and RDP daemons whose listening ports carry admin sessions
+# (Windows: the TermService service, see facts/windows.py).
+ADMIN_PROCESSES = frozenset({"sshd", "xrdp"})
 MAX_SESSION_WARNINGS = 5
 
 
@@ -134,16 +135,24 @@ def refusal_reason(policy: Policy, ssh_reason: str | None, cut: SessionsCut) -> 
     others = f" (and {more} more admin session{'s' if more != 1 else ''})" if more else ""
     return (
         f"{policy.path} would refuse new connections from {first.peer} to port {first.port},"
-        f" where a live sshd session from that address arrives on"
+        f" where a live admin (SSH or RDP) session from that address arrives on"
         f" {first.interface or 'an unknown interface'}{others}"
     )
 
 
-def session_warnings(cut: SessionsCut) -> tuple[str, ...]:
-    """Warning texts for non-admin sessions that could not reconnect (at most a few, counted)."""
+def session_warnings(cut: SessionsCut, *, cut_now: bool = False) -> tuple[str, ...]:
+    """Warning texts for non-admin sessions that could not reconnect (at most a few, counted).
+
+    `cut_now`: the firewall re-checks established connections when rules change (Windows'
+    ALE reauthorization), so these sessions end at apply instead of lasting.
+    """
+    fate = (
+        "a live session now; Windows re-checks existing connections, so it would be cut"
+        if cut_now
+        else "a live session now; it lasts, a reconnect would not"
+    )
     lines = [
-        f"new connections from {s.peer} to port {s.port} would be refused"
-        " (a live session now; it lasts, a reconnect would not)"
+        f"new connections from {s.peer} to port {s.port} would be refused ({fate})"
         for s in cut.other[:MAX_SESSION_WARNINGS]
     ]
     if len(cut.other) > MAX_SESSION_WARNINGS:

@@ -11,6 +11,7 @@ from portguard.errors import Location
 __all__ = [
     "AllowRule",
     "DefaultVerdict",
+    "DenySource",
     "IcmpMode",
     "Limit",
     "LintWarning",
@@ -112,10 +113,20 @@ class AllowRule:
     comment: str | None
     service: str | None
     location: Location
+    log: bool = False  # log this entry's accepted new connections (NFLOG, `portguard log`)
 
     def ports_text(self) -> str:
         """The ports as a short string: "22", "80,443", "8000-8100"."""
         return ",".join(str(r) for r in self.ports)
+
+
+@dataclass(frozen=True)
+class DenySource:
+    """One `deny:` item: the sources whose new connections are dropped on every port."""
+
+    name: str  # as written: "203.0.113.0/24", "@attackers", "file:blocklist.txt"
+    networks: tuple[Network, ...]  # collapsed
+    location: Location
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,11 @@ class Policy:
     sets: tuple[tuple[str, tuple[Network, ...]], ...]
     allow: tuple[AllowRule, ...]
     forwarded: ForwardedMode = ForwardedMode.FILTER
+    deny: tuple[DenySource, ...] = ()
+
+    def denied(self) -> tuple[Network, ...]:
+        """Every denied network, as the deny items list them (may overlap)."""
+        return tuple(net for item in self.deny for net in item.networks)
 
 
 @dataclass(frozen=True)

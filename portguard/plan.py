@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -12,7 +13,7 @@ from portguard.drift import RulesetState
 from portguard.facts.published import PublishedPort
 from portguard.model import AllowRule, ForwardedMode, ListeningSocket, Network, Policy, Proto
 from portguard.policy.lint import TROJAN_PORTS
-from portguard.verdict import interface_matches
+from portguard.verdict import LOOPBACK_INTERFACE, interface_matches
 
 __all__ = [
     "IdleAllow",
@@ -38,6 +39,7 @@ GENERIC_INTERFACE = "pg-probe0"
 OUTSIDER_START = MappingProxyType({4: ip_address("1.0.0.1"), 6: ip_address("2000::1")})
 TROJANS = MappingProxyType(dict(TROJAN_PORTS))
 BOTH_FAMILIES = frozenset({4, 6})
+MAX_ADDRESS = (1 << 128) - 1
 LOOPBACK_V4_OCTET = 127
 
 
@@ -155,6 +157,7 @@ class _EntryReach:
     rule: AllowRule
     protos: frozenset[str]
     source_families: frozenset[int] | None  # families with a non-loopback source; None: any
+    open_families: frozenset[int]  # ... whose first address `deny:` does not list either
     generic_interface: bool  # the entry admits a packet arriving on GENERIC_INTERFACE
     text: str
 
@@ -178,11 +181,15 @@ class ReachIndex:
 
 def reach_index(policy: Policy) -> ReachIndex:
     """Reduce `policy`'s `from` lists once, for judging any number of sockets."""
+    denied = {family: _merged(_intervals(policy.denied(), family)) for family in (4, 6)}
     entries = tuple(
         _EntryReach(
             rule=rule,
             protos=frozenset(p.value for p in rule.protos),
             source_families=None if rule.sources is None else _source_families(rule.sources),
+            open_families=frozenset()
+            if rule.sources is None
+            else _source_families(rule.sources, denied),
             generic_interface=rule.interface is None
             or interface_matches(rule.interface, GENERIC_INTERFACE),
             text=rule_reach_text(rule),
@@ -243,8 +250,10 @@ def _reach(
     GENERIC_INTERFACE exactly when an entry without `from` admits that interface (or
     `forwarded: ignore` passes every DNAT packet). An entry lets someone in when its
     protocol and port match and it has a probe: an outsider (no `from`), or one of its own
-    non-loopback sources of the socket's families; its own interface example always
-    matches its pattern, and a packet one entry accepts, verdict accepts.
+    non-loopback sources of the socket's families that `deny:` does not list (verdict drops
+    denied sources, except on "lo" and under `forwarded: ignore` for DNAT packets); its own
+    interface example always matches its pattern, and a packet one entry accepts and `deny:`
+    does not drop, verdict accepts.
     """
     outsiders = [o for o in (index.outsider(f) for f in families) if o is not None]
     allowed_by: list[str] = []
@@ -258,16 +267,28 @@ def _reach(
             if outsiders:
                 from_anywhere = from_anywhere or entry.generic_interface
                 allowed_by.append(entry.text)
-        elif any(f in entry.source_families for f in families):
-            allowed_by.append(entry.text)
+        else:
+            # verdict accepts before the deny test on "lo" (input) and under forwarded: ignore
+            passes_deny = (not dnat and entry.rule.interface == LOOPBACK_INTERFACE) or (
+                dnat and index.policy.forwarded is ForwardedMode.IGNORE
+            )
+            usable = entry.source_families if passes_deny else entry.open_families
+            if any(f in usable for f in families):
+                allowed_by.append(entry.text)
     return from_anywhere, tuple(dict.fromkeys(allowed_by))
 
 
-def _source_families(sources: tuple[Network, ...]) -> frozenset[int]:
-    """The IP families among `sources` whose network address is not a loopback address."""
+def _source_families(
+    sources: tuple[Network, ...], denied: Mapping[int, list[tuple[int, int]]] | None = None
+) -> frozenset[int]:
+    """The IP families among `sources` whose network address is no loopback address (and,
+    with `denied`, lies in none of those merged, sorted intervals)."""
     families: set[int] = set()
     for net in sources:
-        if net.version not in families and not _is_loopback(net.version, int(net.network_address)):
+        address = int(net.network_address)
+        if net.version in families or _is_loopback(net.version, address):
+            continue
+        if denied is None or not _inside(denied[net.version], address):
             families.add(net.version)
             if families == BOTH_FAMILIES:
                 break
@@ -287,25 +308,47 @@ def rule_reach_text(rule: AllowRule) -> str:
     return text
 
 
+def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted intervals with overlapping and touching ones merged."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(intervals):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _inside(merged: list[tuple[int, int]], address: int) -> bool:
+    """Whether `address` lies in one of the merged, sorted intervals (a binary search)."""
+    index = bisect_right(merged, (address, MAX_ADDRESS)) - 1
+    return index >= 0 and merged[index][0] <= address <= merged[index][1]
+
+
+def _intervals(networks: Iterable[Network], family: int) -> list[tuple[int, int]]:
+    """(first, last) address of each network of `family`, as integers."""
+    bits = OUTSIDER_START[family].max_prefixlen
+    return [
+        (start, start + (1 << (bits - net.prefixlen)) - 1)
+        for net in networks
+        if net.version == family
+        for start in (int(net.network_address),)
+    ]
+
+
 def _is_loopback(version: int, address: int) -> bool:
     """ipaddress's is_loopback on an address as an int: 127.0.0.0/8 or ::1."""
     return address >> 24 == LOOPBACK_V4_OCTET if version == 4 else address == 1
 
 
 def _outsider(policy: Policy, family: int) -> IPv4Address | IPv6Address | None:
-    """A public address of `family` that no `from` list in the policy names, if one exists.
+    """A public address of `family` that no `from` list and no `deny:` item names, if any.
 
-    The lowest address from OUTSIDER_START up outside every `from` network: one sort of
+    The lowest address from OUTSIDER_START up outside every such network: one sort of
     integer intervals, not a walk of addresses.
     """
-    bits = OUTSIDER_START[family].max_prefixlen
-    intervals = sorted(
-        (start, start + (1 << (bits - net.prefixlen)) - 1)
-        for rule in policy.allow
-        for net in (rule.sources or ())
-        if net.version == family
-        for start in (int(net.network_address),)
-    )
+    named = [net for rule in policy.allow for net in (rule.sources or ())]
+    intervals = sorted(_intervals([*named, *policy.denied()], family))
     start = OUTSIDER_START[family]
     candidate = int(start)
     for first, last in intervals:

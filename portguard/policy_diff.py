@@ -3,7 +3,8 @@
 For each protocol (and arriving interface, where an entry names one) the allowed space is
 the union of (port, source network) over the entries; `opened` is what the new policy allows
 and the old one did not, `closed` the reverse. Reordering or splitting entries changes
-nothing. A `limit` is not part of the space: a rate-limited port counts as allowed.
+nothing. A `limit` is not part of the space: a rate-limited port counts as allowed. Sources
+under `deny:` are cut out of every entry's space, so adding a deny shows as `closed`.
 
 The space is the same for this host's own ports and for the ports it publishes by DNAT
 (Docker `-p`, ...), except that `forwarded: ignore` leaves published ports unfiltered: a change
@@ -128,13 +129,17 @@ def diff_policies(
 
 
 def _space(policy: Policy, proto: Proto, interface: str | None) -> list[tuple[PortRange, Network]]:
-    return [
-        (ports, network)
-        for rule in policy.allow
-        if proto in rule.protos and rule.interface == interface
-        for ports in rule.ports
-        for network in (rule.sources if rule.sources is not None else EVERY_SOURCE)
-    ]
+    """The (ports, source) pairs the policy allows; `deny:` sources are cut out of them."""
+    denied = policy.denied()
+    space: list[tuple[PortRange, Network]] = []
+    for rule in policy.allow:
+        if proto not in rule.protos or rule.interface != interface:
+            continue
+        sources = rule.sources if rule.sources is not None else EVERY_SOURCE
+        if denied:
+            sources = subtract_networks(sources, denied)
+        space.extend((ports, network) for ports in rule.ports for network in sources)
+    return space
 
 
 def _changes(

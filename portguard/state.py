@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -82,6 +81,8 @@ class Action(StrEnum):
     REVERT = "revert"
     ROLLBACK = "rollback"
     REMOVE = "remove"
+    BAN = "ban"  # history only: a runtime ban (no table); never a record's source
+    UNBAN = "unban"
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,8 @@ def _no_follow_opener(path: str, flags: int) -> int:
 
 
 def _acquire(fd: int, lock_path: Path, timeout: float | None) -> None:
+    import fcntl  # noqa: PLC0415 - POSIX only: a top-level import stops the CLI on Windows
+
     if timeout is None:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return

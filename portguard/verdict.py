@@ -11,6 +11,9 @@ Two kinds of packet are judged here:
   (rule 1) and ICMP (rule 3) do not apply, and other protocols pass. Under
   `forwarded: ignore` portguard leaves such packets alone: accept.
 
+A source listed under `deny:` has its new packets dropped, on input before ICMP and the
+allow entries (any protocol), on DNATed TCP/UDP before the allow test.
+
 Forwarded traffic that was not DNATed (this host routing for others) is never judged by
 portguard on any backend: callers do not ask `verdict` about it, and its answer would mean
 nothing for it.
@@ -33,6 +36,7 @@ __all__ = [
     "Packet",
     "PacketProto",
     "Verdict",
+    "denied",
     "interface_matches",
     "rule_matches",
     "verdict",
@@ -120,11 +124,20 @@ def verdict(policy: Policy, packet: Packet) -> Verdict:
         return Verdict.DROP
     if packet.state in (ConnState.ESTABLISHED, ConnState.RELATED):
         return Verdict.ACCEPT
+    if denied(policy, packet):
+        return Verdict.DROP
     if _icmp_allowed(policy.icmp, packet):
         return Verdict.ACCEPT
     if any(rule_matches(rule, packet) for rule in policy.allow):
         return Verdict.ACCEPT
     return _default(policy)
+
+
+def denied(policy: Policy, packet: Packet) -> bool:
+    """Whether `deny:` lists the packet's source (its new packets are dropped, any protocol)."""
+    return any(
+        packet.source.version == net.version and packet.source in net for net in policy.denied()
+    )
 
 
 def _dnat_verdict(policy: Policy, packet: Packet) -> Verdict:
@@ -139,6 +152,8 @@ def _dnat_verdict(policy: Policy, packet: Packet) -> Verdict:
         return Verdict.ACCEPT
     if packet.proto not in (PacketProto.TCP, PacketProto.UDP):
         return Verdict.ACCEPT  # only TCP and UDP published ports are filtered
+    if denied(policy, packet):
+        return Verdict.DROP
     if any(rule_matches(rule, packet) for rule in policy.allow):
         return Verdict.ACCEPT
     return _default(policy)

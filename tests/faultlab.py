@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portguard.faults import PAUSE_ENV
+from portguard.render.nft_table import PERSISTENT_SETS
 from tests.netns import HOST_V4, HOST_V6, Lab, portguard_argv
 from tests.probe import FILTERED, OPEN, Probe, scan
 
@@ -146,13 +147,14 @@ class FaultLab:
         return f"open {sorted(v4)}"
 
     def generation_sets(self) -> list[str]:
-        """The names of the sets in the live portguard table."""
+        """The names of the generation sets in the live portguard table (not the ban sets)."""
         listing = self.nft("-t", "list", "sets", "table", "inet", "portguard", check=False)
-        return [
+        names = [
             line.split()[1]
             for line in listing.stdout.splitlines()
             if line.strip().startswith("set ")
         ]
+        return [name for name in names if name not in PERSISTENT_SETS]
 
 
 def _stopped(pid: int) -> bool:

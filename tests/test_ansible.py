@@ -58,8 +58,9 @@ def _reach(lab: SshLab, port: int) -> dict[str, str]:
 
 
 def _table(host: SshHost) -> str:
-    """The host's `table inet portguard` listing ("" when there is none)."""
-    listed = host.ns.run(["nft", "list", "table", "inet", "portguard"], check=False)
+    """The host's `table inet portguard` stateless listing ("" when there is none): counter
+    values move with traffic (issue 14), the rules do not."""
+    listed = host.ns.run(["nft", "-s", "list", "table", "inet", "portguard"], check=False)
     return listed.stdout if listed.returncode == 0 else ""
 
 

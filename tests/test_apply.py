@@ -120,7 +120,7 @@ def test_over_long_interface_pattern_changes_nothing(netns: Netns, tmp_path: Pat
     policy = "version: 1\nallow:\n  - port: 22\n    interface: abcdefghijklmno*\n"
     result = _apply(netns, _write(tmp_path / "long-if.yaml", policy), state)
     assert result.returncode == 1 and result.stdout == ""
-    assert "is not a valid interface name" in result.stderr
+    assert "is not a Linux interface name" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr
     assert netns.ruleset() == before

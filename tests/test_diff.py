@@ -127,7 +127,7 @@ def test_a_limit_alone_is_not_a_space_change_but_the_rules_differ() -> None:
     )
     assert (result.opened, result.closed) == ((), ())
     assert "update @e1_meter4 { ip saddr limit rate 6/minute" in result.ruleset_diff
-    assert "-\t\ttcp dport @open_tcp accept" in result.ruleset_diff
+    assert "-\t\ttcp dport @open_tcp counter accept" in result.ruleset_diff
     assert result.changed
 
 

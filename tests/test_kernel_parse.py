@@ -82,7 +82,8 @@ def test_comment_injection_cannot_add_rules(netns: Netns) -> None:
         ("forward", "forward", "accept"),
     ]
     input_rules, forward_rules = (_chain_rule_lines(table_text, h) for h in ("input", "forward"))
-    assert (len(input_rules), len(forward_rules)) == (11, 9)
+    # + the two ban rules, the blocked-port counter and the default-verdict counter each
+    assert (len(input_rules), len(forward_rules)) == (15, 13)
     assert len(rules) == len(input_rules) + len(forward_rules)
     entry_comments = [
         safe_comment(rule.comment)

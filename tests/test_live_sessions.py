@@ -59,7 +59,7 @@ print("connected", flush=True)
 sys.stdin.read()
 """
 WEB_ONLY = "version: 1\nallow:\n  - port: [80, 443]\n"
-EVERYTHING_SSH = "version: 1\nallow:\n  - port: [22, 2222, 8080]\n"
+EVERYTHING_SSH = "version: 1\nallow:\n  - port: [22, 2222, 3389, 8080]\n"
 
 
 def policy_of(text: str) -> Policy:
@@ -234,8 +234,8 @@ def _connects(ns: Netns, address: str, port: int) -> bool:
 
 
 def _table(ns: Netns) -> str:
-    """`nft list table inet portguard` in `ns`, or "" when absent."""
-    return ns.run(["nft", "list", "table", "inet", "portguard"], check=False).stdout
+    """`nft -s list table inet portguard` in `ns` (rules without counter values), or ""."""
+    return ns.run(["nft", "-s", "list", "table", "inet", "portguard"], check=False).stdout
 
 
 def _apply(ns: Netns, policy: Path, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -262,7 +262,7 @@ def _baseline(pair: Lab, tmp_path: Path) -> tuple[Path, str]:
 def _assert_refused(
     pair: Lab, tmp_path: Path, policy_text: str, target: tuple[str, int], peer: str
 ) -> None:
-    """With a live sshd session, apply is refused with one line; --force then applies."""
+    """With a live admin session, apply is refused with one line; --force then applies."""
     server_address, port = target
     state, before = _baseline(pair, tmp_path)
     policy = _write(tmp_path, "cutting.yaml", policy_text)
@@ -290,6 +290,16 @@ def test_live_sshd_session_refuses_a_cutting_policy(
         session_from(net_lab.scanner, HOST_V4, port),
     ):
         _assert_refused(net_lab, tmp_path, WEB_ONLY, (HOST_V4, port), SCANNER_V4)
+
+
+@pytest.mark.netns
+def test_live_xrdp_session_refuses_a_cutting_policy(net_lab: Lab, tmp_path: Path) -> None:
+    """An RDP session to xrdp on 3389 is an admin session too: a policy cutting it is refused."""
+    with (
+        server(net_lab.host, "xrdp", "0.0.0.0", 3389),
+        session_from(net_lab.scanner, HOST_V4, 3389),
+    ):
+        _assert_refused(net_lab, tmp_path, WEB_ONLY, (HOST_V4, 3389), SCANNER_V4)
 
 
 @pytest.mark.netns

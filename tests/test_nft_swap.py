@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from portguard.backends.nft_swap import swap_batches
 from portguard.facts.ruleset import LiveTable
 from portguard.policy import parse_policy
-from portguard.render.nft_table import NftTable, table_from_json
+from portguard.render.nft_table import PERSISTENT_SETS, NftTable, table_from_json
 from portguard.render.nftables import render_table
 from tests.netns import Netns, portguard_argv
 
@@ -33,7 +33,9 @@ def test_first_apply_uses_generation_zero_and_fills_sets_first() -> None:
     """With no live table, sets are made as *_g0 with no rule, then the rules name them."""
     batches = swap_batches(_table(), None)
     assert batches is not None
-    assert batches.new_set_names == ("open_tcp_g0", "from4_tcp_g0", "e2_ports_g0")
+    # The ban sets are declared unsuffixed and are never among the sets an undo deletes.
+    assert batches.new_set_names == ("open_tcp_g0", "from4_tcp_g0", "e2_ports_g0", "blocked_g0")
+    assert "\tset ban4 {" in batches.fill_sets
     assert "chain" not in batches.fill_sets and "\tset open_tcp_g0 {" in batches.fill_sets
     assert "@open_tcp_g0" in batches.swap_rules and "@open_tcp " not in batches.swap_rules
     assert "delete set" not in batches.swap_rules
@@ -49,7 +51,7 @@ def test_replace_alternates_generation_and_deletes_old_sets_after_the_flush() ->
     lines = batches.swap_rules.splitlines()
     flush = lines.index("flush chain inet portguard input")
     assert lines.index("delete set inet portguard open_tcp_g0") > flush
-    assert "\t\ttcp dport @open_tcp_g1 accept" in lines
+    assert "\t\ttcp dport @open_tcp_g1 counter accept" in lines
 
 
 def test_leftover_sets_are_deleted_first_and_do_not_decide_the_generation() -> None:
@@ -91,13 +93,15 @@ def _commented(comment: str) -> NftTable:
 @settings(max_examples=60, deadline=None)
 @given(comment=COMMENTS, generation=st.sampled_from(["_g0", "_g1"]))
 def test_generation_text_is_the_rendering_but_for_set_names(comment: str, generation: str) -> None:
-    """text(g) is render's text with each set name suffixed; no comment changes a rule."""
+    """text(g) is render's text with each set name but the ban sets' suffixed; no comment
+    changes a rule."""
     table = _commented(comment)
     expected_lines = []
     for line in table.text().splitlines(keepends=True):
         rule, quote, comment = line.partition(' comment "')
         if not line.startswith("#"):  # header comments keep their text
-            for name in sorted(table.set_names(), key=len, reverse=True):
+            names = [n for n in table.set_names() if n not in PERSISTENT_SETS]
+            for name in sorted(names, key=len, reverse=True):
                 rule = rule.replace(f"set {name} {{", f"set {name}{generation} {{")
                 rule = rule.replace(f"@{name} ", f"@{name}{generation} ")
         expected_lines.append(rule + quote + comment)
@@ -123,4 +127,4 @@ def test_apply_over_a_hand_added_chain_replaces_the_whole_table(
     assert "drifted" in repaired.stdout
     ruleset = netns.ruleset()
     assert "sneaky" not in ruleset, ruleset
-    assert "tcp dport @open_tcp_g0 accept" in ruleset  # the whole-table form, generation 0
+    assert "tcp dport @open_tcp_g0 counter" in ruleset  # the whole-table form, generation 0

@@ -24,6 +24,7 @@ from portguard.facts.published import PublishedPort
 from portguard.model import (
     AllowRule,
     DefaultVerdict,
+    DenySource,
     IcmpMode,
     ListeningSocket,
     Network,
@@ -57,6 +58,7 @@ def _old_outsider(policy: Policy, family: int) -> Address | None:
     named: list[Network] = [
         net for rule in policy.allow for net in (rule.sources or ()) if net.version == family
     ]
+    named += [net for net in policy.denied() if net.version == family]
     candidate = OUTSIDER_START[family]
     for net in collapse_addresses(named):  # type: ignore[type-var]  # one family only
         if candidate in net:
@@ -138,7 +140,11 @@ def reach_policies(draw: st.DrawFn) -> Policy:
             rule = replace(rule, interface=draw(st.none() | st.sampled_from(PATTERNS)))
         allow.append(rule)
     allow += draw(st.lists(rules(line=99), max_size=2))
-    return replace(policy, allow=tuple(allow))
+    deny = tuple(
+        DenySource(str(net), (net,), Location("random.yaml", 90 + n, 5))
+        for n, net in enumerate(draw(st.lists(tricky_networks(), max_size=3)))
+    )
+    return replace(policy, allow=tuple(allow), deny=deny)
 
 
 @st.composite

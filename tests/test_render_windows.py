@@ -26,8 +26,9 @@ from portguard.policy import load_policy
 from portguard.render.layout import layout_policy, merge_ranges
 from portguard.render.netsh import render_netsh
 from portguard.render.powershell import render_powershell
-from portguard.render.windivert import windivert_filter
+from portguard.render.windivert import render_windivert, windivert_filter
 from portguard.render.windows_rules import (
+    DHCP_CLIENT_PORTS,
     FORWARDED_NOTE,
     MAX_PORT_ITEMS_PER_RULE,
     address_complement,
@@ -152,7 +153,7 @@ def test_golden(scenario: Path, expected_name: str, monkeypatch: pytest.MonkeyPa
         with pytest.raises(PolicyError, match=r"policy\.yaml:\d+:\d+: `interface` cannot"):
             render_netsh(policy)
         return
-    render = TARGETS.get(expected_name, lambda p: windivert_filter(p) + "\n")
+    render = TARGETS.get(expected_name, render_windivert)
     text = render(policy)
     if os.environ.get("PORTGUARD_UPDATE_GOLDEN"):
         expected.write_text(text)
@@ -165,7 +166,7 @@ def _all_policies() -> list[Path]:
 
 @pytest.mark.parametrize("path", _all_policies(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_blocked_and_allowed_ports_partition_the_port_space(path: Path) -> None:
-    """Per protocol, any-source block ports and allowed ports are 1-65535 with no overlap."""
+    """Per protocol, any-source block, allowed and DHCP client ports are 1-65535, no overlap."""
     policy = _policy(path)
     for rules in (parse_powershell(render_powershell(policy)), _netsh_rules(policy)):
         if rules is None:
@@ -176,7 +177,9 @@ def test_blocked_and_allowed_ports_partition_the_port_space(path: Path) -> None:
                 r for x in rules if x.protocol == proto and x.action == "allow" for r in x.ports
             ]
             assert _overlap(blocked, allowed) == 0
-            assert merge_ranges([*blocked, *allowed]) == (PortRange(1, 65535),)
+            exempt = list(DHCP_CLIENT_PORTS) if proto == "UDP" else []
+            assert _overlap(blocked, exempt) == 0  # left to Windows' own DHCP-In rules
+            assert merge_ranges([*blocked, *allowed, *exempt]) == (PortRange(1, 65535),)
 
 
 @pytest.mark.parametrize("path", _all_policies(), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -373,8 +376,10 @@ ENTRY = st.fixed_dictionaries(
         "proto": st.sampled_from([["tcp"], ["udp"], ["tcp", "udp"]]),
     },
     optional={
-        "from": st.lists(st.sampled_from(NETWORKS), min_size=1, max_size=3, unique=True),
-        "interface": st.sampled_from(["eth1", "eth2"]),
+        "from": st.lists(
+            st.sampled_from([*NETWORKS, "@none"]), min_size=1, max_size=3, unique=True
+        ),
+        "interface": st.sampled_from(["eth1", "eth2", "Ethernet 2", "vEthernet (Default Switch)"]),
         "limit": st.just("5/minute"),
     },
 )
@@ -383,18 +388,19 @@ ENTRY = st.fixed_dictionaries(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(entries=st.lists(ENTRY, max_size=5))
 def test_random_policies_render_to_the_same_verdicts(entries: list[dict[str, object]]) -> None:
-    """Random policies: the PowerShell rules, read back, decide as verdict at every edge port."""
-    text = json.dumps({"version": 1, "allow": entries})  # JSON is YAML, and has no aliases
+    """Random policies (aliases, empty sets, DHCP ports): PowerShell rules decide as verdict."""
+    document = {"version": 1, "sets": {"none": []}, "allow": entries}
+    text = json.dumps(document)  # JSON is YAML, and has no aliases
     policy = _load_text(text)
     rules = parse_powershell(render_powershell(policy))
-    ports = {1, 65535}
+    ports = {1, 65535, 67, 68, 69, 546, 547}
     for rule in policy.allow:
         for r in rule.ports:
             ports |= _around(r) - {0}
     for proto in (PacketProto.TCP, PacketProto.UDP):
         for port in sorted(ports):
             for source in ("192.0.2.7", "192.0.2.99", "10.9.9.9", "2001:db8:100::1", "2001:db9::1"):
-                for interface in ("eth1", "eth2"):
+                for interface in ("eth1", "eth2", "Ethernet 2", "vEthernet (Default Switch)"):
                     packet = Packet(proto, ip_address(source), interface, dport=port)
                     wanted = verdict(policy, packet) is Verdict.ACCEPT
                     hits = [r for r in rules if r.matches(proto.value, port, source, interface)]

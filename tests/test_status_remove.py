@@ -46,7 +46,7 @@ def test_status_check_exit_codes(netns: Netns, tmp_path: Path) -> None:
     differs = _pg(netns, state, "status", "--check", "--policy", web)
     assert differs.returncode == 3
     assert differs.stdout.splitlines()[0] == "table inet portguard: differs"
-    assert "+\t\ttcp dport @open_tcp accept" in differs.stdout.splitlines()
+    assert "+\t\ttcp dport @open_tcp counter accept" in differs.stdout.splitlines()
     netns.run(
         ["nft", "insert", "rule", "inet", "portguard", "input", "tcp", "dport", "9999", "accept"]
     )

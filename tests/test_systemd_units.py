@@ -126,3 +126,18 @@ def test_verify_catches_broken_units(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert "oneshoot" in verify_problems(typo, ("portguard.service",))
+
+
+def test_metrics_timer_refreshes_the_textfile_atomically() -> None:
+    """The timer starts the metrics service every minute; it writes the .prom file via stats."""
+    timer = directives(UNITS / "portguard-metrics.timer")
+    assert timer[("Timer", "Unit")] == ["portguard-metrics.service"]
+    assert timer[("Timer", "OnUnitActiveSec")] == ["1min"]
+    assert timer[("Install", "WantedBy")] == ["timers.target"]
+    service = directives(UNITS / "portguard-metrics.service")
+    assert service[("Service", "ExecStart")] == [
+        "/usr/local/bin/portguard stats --format prometheus"
+        " --output /var/lib/prometheus/node-exporter/portguard.prom"
+    ]
+    assert service[("Service", "ReadWritePaths")] == ["-/var/lib/prometheus/node-exporter"]
+    assert service[("Service", "ProtectSystem")] == ["strict"]

@@ -1,8 +1,8 @@
 """Windows Firewall apply/status/remove against a recording fake of PowerShell.
 
-There is no Windows host here, so the runner is a fake: it keeps the rule names a real
-Windows Firewall would hold, understands exactly the scripts the backend sends (add by
-New-NetFirewallRule, list, remove by name pattern) and records a snapshot after every call.
+There is no Windows host here, so the runner is tests/windows_fake.py: it holds whole rules
+and profiles and runs each script statement by statement as `powershell.exe -Command -` does
+(errors do not stop the next statement; the exit code is the last statement's).
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from portguard.backends.windows import (
+    POWERSHELL_ARGV,
     SyncState,
     WindowsFirewallError,
     apply_windows,
+    live_rule_names,
     remove_windows,
     windows_status,
 )
@@ -28,7 +30,7 @@ from portguard.model import Policy
 from portguard.policy import load_policy
 from tests.netns import Netns
 from tests.probe import listeners
-from tests.windows_fake import OTHER_RULE, FakeFirewall
+from tests.windows_fake import OTHER_RULE, RDP_RULE, FakeFirewall
 
 
 def _policy(tmp_path: Path, text: str) -> Policy:
@@ -47,8 +49,19 @@ def test_apply_adds_every_rule_in_the_group_only(tmp_path: Path) -> None:
     result = apply_windows(_policy(tmp_path, WEB), fake)
     assert result.changed and result.added == len(fake.group) > 3
     assert {n.split("-")[1] for n in fake.group} == {result.generation}
-    assert fake.others == {OTHER_RULE}
+    assert fake.others == {OTHER_RULE, RDP_RULE}
     assert any("-block-tcp-" in n for n in fake.group)
+
+
+def test_first_apply_on_a_clean_host_lists_an_empty_group(tmp_path: Path) -> None:
+    """An empty group sets $? False (PowerShell #4613); the listing still succeeds by design."""
+    fake = FakeFirewall()
+    assert live_rule_names(fake) == ()
+    old_shape = (
+        "Get-NetFirewallRule -Group 'portguard' -ErrorAction SilentlyContinue"
+        " | ForEach-Object { $_.Name }\n"
+    )
+    assert fake.run(POWERSHELL_ARGV, old_shape).returncode == 1  # what the old listing hit
 
 
 def test_reapply_of_the_same_policy_changes_nothing(tmp_path: Path) -> None:
@@ -64,17 +77,19 @@ def test_reapply_of_the_same_policy_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_changed_policy_never_leaves_a_moment_without_block_rules(tmp_path: Path) -> None:
-    """The new generation is added before the old one is removed; blocks are always present."""
+    """The new generation is added and read back before the old one is removed."""
     fake = FakeFirewall()
     first = apply_windows(_policy(tmp_path, WEB), fake)
-    start = len(fake.snapshots)
+    start = len(fake.states)
+    calls = len(fake.calls)
     second = apply_windows(_policy(tmp_path, WEB_MORE), fake)
     assert second.generation != first.generation and second.removed > 0
-    for snapshot in fake.snapshots[start:]:
-        assert any("-block-tcp-" in n for n in snapshot)
-    add_at = next(i for i, s in enumerate(fake.scripts) if "New-Net" in s and i >= start)
-    remove_at = next(i for i, s in enumerate(fake.scripts) if "Remove-Net" in s and i >= start)
-    assert add_at < remove_at
+    for state in fake.states[start:]:
+        assert any("-block-tcp-" in r.name for r in state)
+    later = fake.calls[calls:]
+    first_remove = later.index("Remove-NetFirewallRule")
+    last_add = len(later) - 1 - later[::-1].index("New-NetFirewallRule")
+    assert last_add < later.index("Get-NetFirewallRule", last_add) < first_remove
     assert {n.split("-")[1] for n in fake.group} == {second.generation}
 
 
@@ -84,7 +99,7 @@ def test_drift_is_seen_and_repaired_without_a_gap(tmp_path: Path) -> None:
     policy = _policy(tmp_path, WEB)
     first = apply_windows(policy, fake)
     victim = sorted(n for n in fake.group if "allow" in n)[0]
-    fake.group.discard(victim)
+    fake.delete(victim)
     status = windows_status(policy, fake)
     assert status.state is SyncState.DIFFERS and status.missing == (victim,)
     repaired = apply_windows(policy, fake)
@@ -98,11 +113,15 @@ def test_failed_add_rolls_back_and_keeps_the_old_rules(tmp_path: Path) -> None:
     fake = FakeFirewall()
     apply_windows(_policy(tmp_path, WEB), fake)
     old = set(fake.group)
-    fake.fail_at_rule = 3
+    listing = len(fake.calls)
+    live_rule_names(fake)
+    listing = len(fake.calls) - listing  # cmdlet calls one listing makes
+    fake.fail_calls = {len(fake.calls) + listing + 3}  # the listing, then the third new rule
     with pytest.raises(WindowsFirewallError, match="The parameter is incorrect"):
         apply_windows(_policy(tmp_path, WEB_MORE), fake)
+    assert fake.calls.count("New-NetFirewallRule") == len(old) + 3  # stopped at the failure
     assert fake.group == old
-    assert fake.others == {OTHER_RULE}
+    assert fake.others == {OTHER_RULE, RDP_RULE}
 
 
 def test_remove_deletes_the_group_only_and_status_says_absent(tmp_path: Path) -> None:
@@ -111,7 +130,7 @@ def test_remove_deletes_the_group_only_and_status_says_absent(tmp_path: Path) ->
     policy = _policy(tmp_path, WEB)
     apply_windows(policy, fake)
     assert remove_windows(fake) > 0
-    assert fake.group == set() and fake.others == {OTHER_RULE}
+    assert fake.group == set() and fake.others == {OTHER_RULE, RDP_RULE}
     assert windows_status(policy, fake).state is SyncState.ABSENT
     assert remove_windows(fake) == 0
 

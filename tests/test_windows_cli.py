@@ -12,7 +12,7 @@ import pytest
 
 from portguard.backends import nftables as nftables_backend
 from portguard.cli import main, windows_cmds
-from tests.windows_fake import OTHER_RULE, FakeFirewall
+from tests.windows_fake import OTHER_RULE, RDP_RULE, FakeFirewall
 
 POLICY = "version: 1\nallow:\n  - port: [80, 443]\n  - port: 22\n    from: [192.0.2.0/24]\n"
 
@@ -40,7 +40,7 @@ def test_apply_then_reapply_on_windows(
     policy.write_text(POLICY)
     assert main(["apply", "--yes", str(policy)]) == 0
     assert firewall.group and all(name.startswith("portguard-") for name in firewall.group)
-    assert firewall.others == {OTHER_RULE}
+    assert firewall.others == {OTHER_RULE, RDP_RULE}
     assert "applied as Windows Firewall generation" in capsys.readouterr().out
     scripts_after_first = len(firewall.scripts)
     assert main(["apply", "--yes", str(policy)]) == 0
@@ -57,10 +57,10 @@ def test_status_and_remove_on_windows(
     assert main(["status", "--check"]) == 3
     assert main(["apply", "--yes", str(policy)]) == 0
     assert main(["status", "--check", "--policy", str(policy)]) == 0
-    firewall.group.discard(sorted(firewall.group)[0])  # someone deletes one of our rules
+    firewall.delete(sorted(firewall.group)[0])  # someone deletes one of our rules
     assert main(["status", "--check", "--policy", str(policy)]) == 3
     assert "missing: portguard-" in capsys.readouterr().out
     assert main(["remove", "--yes"]) == 0
     assert firewall.group == set()
-    assert firewall.others == {OTHER_RULE}
+    assert firewall.others == {OTHER_RULE, RDP_RULE}
     assert main(["status", "--check"]) == 3

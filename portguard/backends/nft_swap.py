@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portguard.backends.bans import readd_bans
 from portguard.backends.nftables import KernelRefused, NftKernel, locate_refusal
 from portguard.facts.ruleset import LiveTable
 from portguard.faults import checkpoint
@@ -24,6 +25,7 @@ from portguard.render.nft_table import (
     FORWARD_CHAIN,
     FORWARD_HEADER,
     GENERATIONS,
+    PERSISTENT_SETS,
     TABLE_REF,
     NftTable,
 )
@@ -58,7 +60,7 @@ def swap_batches(
     free = [suffix for suffix in GENERATIONS if suffix != used]
     suffix = prefer if prefer in free else free[0]
     leftovers = live.leftover_sets if live is not None else ()
-    old_sets = [n for n in (live.set_names if live else ()) if n not in leftovers]
+    old_sets = [n for n in (live.set_names if live else ()) if n not in leftovers + PERSISTENT_SETS]
     drop = "".join(f"delete set {TABLE_REF} {name}\n" for name in leftovers) or None
     had_forward = live is not None and live.has_forward
     declare = [f"\tchain {CHAIN_NAME} {{", f"\t\t{CHAIN_HEADER}", "\t}"]
@@ -82,7 +84,8 @@ def swap_batches(
         drop_leftovers=drop,
         fill_sets=table.sets_text(suffix),
         swap_rules="\n".join(swap) + "\n",
-        new_set_names=table.set_names(suffix),
+        # Ban sets are declared again (a no-op when present) but never undone: they hold bans.
+        new_set_names=tuple(n for n in table.set_names(suffix) if n not in PERSISTENT_SETS),
     )
 
 
@@ -97,7 +100,9 @@ def load_table(
     """
     batches = swap_batches(table, live, prefer)
     if batches is None:
-        replace_whole(kernel, table.text(GENERATIONS[0]))
+        # A whole replace deletes the ban sets with the table: their live elements go back
+        # in within the same transaction, with the time they had left.
+        replace_whole(kernel, table.text(GENERATIONS[0]) + readd_bans(kernel, table))
         checkpoint("rules-swapped")
         return
     if batches.drop_leftovers is not None:

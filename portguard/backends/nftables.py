@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portguard.errors import PortguardError
-from portguard.render.nft_table import TABLE_FAMILY, TABLE_NAME
+from portguard.render.nft_table import PERSISTENT_SETS, TABLE_FAMILY, TABLE_NAME
 
 __all__ = [
     "KernelRefused",
@@ -185,7 +185,8 @@ def open_kernel() -> NftKernel:
 
 
 def without_dynamic_elements(listing: str) -> str:
-    """`listing` without the `elements = { ... }` of sets flagged dynamic (meter state)."""
+    """`listing` without the `elements = { ... }` of sets flagged dynamic (meter state) and
+    of the ban sets (runtime bans): neither is part of a rendering, so neither is drift."""
     kept: list[str] = []
     in_dynamic_set = False
     skipping = False
@@ -195,7 +196,7 @@ def without_dynamic_elements(listing: str) -> str:
             skipping = not stripped.endswith("}")
             continue
         if stripped.startswith(("set ", "map ")) and stripped.endswith("{"):
-            in_dynamic_set = False
+            in_dynamic_set = stripped.split()[1] in PERSISTENT_SETS
         elif stripped.startswith("flags ") and "dynamic" in stripped.split(None, 1)[1]:
             in_dynamic_set = True
         elif in_dynamic_set and stripped.startswith("elements = {"):

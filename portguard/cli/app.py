@@ -47,6 +47,11 @@ COMMAND_MODULES = MappingProxyType(
         "plan": "plan_cmd",
         "diff": "diff_cmd",
         "enforce": "enforce_cmd",
+        "ban": "ban_cmd",
+        "unban": "ban_cmd",
+        "bans": "ban_cmd",
+        "stats": "stats_cmd",
+        "log": "log_cmd",
     }
 )
 

@@ -9,7 +9,9 @@ import typer
 
 from portguard.backends.nftables import NftablesUnavailable, dry_run
 from portguard.cli.output import err, out, print_warnings
+from portguard.cli.windows_cmds import on_windows
 from portguard.policy import load_policy
+from portguard.policy.load import require_linux_interfaces
 from portguard.render.nftables import render_nftables, transaction
 
 __all__ = ["register"]
@@ -24,6 +26,8 @@ def check(
 ) -> int:
     """Validate and lint POLICY; as root, also dry-run the rendered rules in the kernel."""
     loaded = load_policy(policy)
+    if not on_windows():
+        require_linux_interfaces(loaded.policy)  # a Windows-only alias cannot work here
     print_warnings(loaded.warnings, loaded.omitted_warnings)
     entries = len(loaded.policy.allow)
     count = loaded.warning_count

@@ -33,7 +33,7 @@ def enforce(
         counts = run_enforcer(
             loaded.policy,
             stop,
-            on_ready=lambda text: err(f"portguard: enforcing {policy}; divert filter: {text}"),
+            on_ready=lambda text: err(f"portguard: enforcing {policy}; {text}"),
         )
     finally:
         for sig, handler in previous.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from portguard.cli.output import err
 from portguard.errors import PortguardError
@@ -41,7 +42,7 @@ def guard_apply(policy: Policy, *, force: bool) -> None:
         refusal = refusal_reason(policy, ssh_reason, cut)
         if refusal is not None:
             _refuse_or_warn(refusal, force=force)
-        for line in session_warnings(cut):
+        for line in session_warnings(cut, cut_now=sys.platform == "win32"):
             err(f"portguard: warning: {line}")
     try:
         sockets = listening_sockets()

@@ -10,12 +10,14 @@ from portguard.backends.windows import (
     Runner,
     SyncState,
     apply_windows,
-    live_rule_names,
+    read_firewall,
     remove_windows,
     windows_status,
 )
-from portguard.cli.output import out
+from portguard.backends.windows_live import profile_causes
+from portguard.cli.output import err, out
 from portguard.model import Policy
+from portguard.render.windows_rules import build_windows_rules
 
 __all__ = [
     "apply_on_windows",
@@ -39,8 +41,15 @@ def windows_runner() -> Runner:
 
 
 def apply_on_windows(path: Path, policy: Policy) -> int:
-    """Make the portguard rule group hold exactly `policy`'s rules and say what changed."""
-    result = apply_windows(policy, windows_runner())
+    """Make the portguard rule group hold exactly `policy`'s rules and say what changed.
+
+    What Windows Firewall cannot express (limit, reject, log, forwarded ...) is said first,
+    one `note:` line each on stderr, as `render` writes them into the script.
+    """
+    for note in build_windows_rules(policy).notes:
+        err(f"portguard: note: {note}")
+    runner = windows_runner()
+    result = apply_windows(policy, runner)
     if result.changed:
         out(
             f"{path}: applied as Windows Firewall generation {result.generation}"
@@ -48,6 +57,8 @@ def apply_on_windows(path: Path, policy: Policy) -> int:
         )
     else:
         out(f"{path}: unchanged, nothing to do")
+    for cause in windows_status(policy, runner).causes:
+        err(f"portguard: warning: {cause}")  # profiles or Group Policy that undo the rules
     return 0
 
 
@@ -55,15 +66,18 @@ def status_on_windows(policy: Policy | None, *, check: bool) -> int:
     """Report the portguard rule group; with a policy, whether it holds exactly its rules."""
     runner = windows_runner()
     if policy is None:
-        live = live_rule_names(runner)
-        out(f"Windows Firewall group portguard: {len(live)} rules" if live else "absent")
-        return EXIT_DRIFT if check and not live else 0
+        live = read_firewall(runner)
+        out(
+            f"Windows Firewall group portguard: {len(live.rules)} rules" if live.rules else "absent"
+        )
+        causes = profile_causes(live.profiles)
+        for cause in causes:
+            out(f"  {cause}")
+        return EXIT_DRIFT if check and (causes or not live.rules) else 0
     status = windows_status(policy, runner)
     out(f"Windows Firewall group portguard: {status.state}")
-    for name in status.missing:
-        out(f"  missing: {name}")
-    for name in status.extra:
-        out(f"  extra:   {name}")
+    for cause in status.causes:
+        out(f"  {cause}")
     return EXIT_DRIFT if check and status.state is not SyncState.IN_SYNC else 0
 
 

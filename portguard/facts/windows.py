@@ -20,6 +20,7 @@ from portguard.lockout import LiveSession, open_to_everyone
 from portguard.model import ListeningSocket, Policy, Proto
 
 __all__ = [
+    "RDP_DEFAULT_PORT",
     "RDP_SERVICE",
     "SYSTEM_PID",
     "SYSTEM_PROCESS",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 RDP_SERVICE = "TermService"
+RDP_DEFAULT_PORT = 3389
 
 SYSTEM_PID = 4
 SYSTEM_PROCESS = "System (HTTP.sys or another kernel-mode listener)"
@@ -76,7 +78,8 @@ def sessions_from_connections(
 ) -> tuple[LiveSession, ...]:
     """Live sessions among psutil `connections`: established TCP to a listening port.
 
-    A port that a process in `admin_pids` (TermService) listens on is an admin port. The
+    A port that a process in `admin_pids` (TermService) listens on is an admin port; with no
+    such process known, 3389 is (RDP's default), so an unreadable service fails safe. The
     arriving interface is not looked up on Windows (None: as an interface no entry names).
     """
     conns = list(connections)
@@ -86,6 +89,8 @@ def sessions_from_connections(
         if c.type == socket.SOCK_STREAM and c.status == "LISTEN"  # psutil.CONN_LISTEN
     }
     admin_ports = frozenset(port for port, pid in listening.items() if pid in admin_pids)
+    if not admin_pids and RDP_DEFAULT_PORT in listening:
+        admin_ports = frozenset({RDP_DEFAULT_PORT})  # TermService unreadable: assume its port
     established = [
         RawConnection(_host(c.laddr.ip), int(c.laddr.port), _host(c.raddr.ip), int(c.raddr.port), 0)
         for c in conns

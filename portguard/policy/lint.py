@@ -22,6 +22,7 @@ from portguard.model import (
     PortRange,
     Proto,
 )
+from portguard.policy.deny_lint import deny_warnings
 
 __all__ = [
     "FORWARDED_IGNORE_MESSAGE",
@@ -119,6 +120,7 @@ def lint_kinds(
     for later, earlier in sorted(find_overlaps(policy.allow).items()):
         message = _overlap_message(policy.allow[earlier], policy.allow[later])
         found.append(("overlap", LintWarning(policy.allow[later].location, message)))
+    found.extend(deny_warnings(policy))
     found.sort(key=lambda item: (item[1].location.line, item[1].location.col))
     return found
 

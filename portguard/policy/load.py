@@ -19,6 +19,7 @@ from portguard.model import (
     MAX_PORT,
     AllowRule,
     DefaultVerdict,
+    DenySource,
     ForwardedMode,
     IcmpMode,
     Limit,
@@ -50,12 +51,25 @@ from portguard.services import ServiceTable, load_services
 __all__ = ["MAX_ADDRESSES", "LoadedPolicy", "load_policy", "parse_policy", "read_policy_bytes"]
 
 SUPPORTED_VERSION = 1
-TOP_KEYS = ("version", "description", "default", "icmp", "log", "forwarded", "sets", "allow")
-ALLOW_KEYS = ("service", "port", "proto", "from", "interface", "limit", "comment")
+TOP_KEYS = (
+    "version",
+    "description",
+    "default",
+    "icmp",
+    "log",
+    "forwarded",
+    "sets",
+    "deny",
+    "allow",
+)
+ALLOW_KEYS = ("service", "port", "proto", "from", "interface", "limit", "comment", "log")
 SET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
 # Linux interface names (IFNAMSIZ 16 with the NUL), optionally ending in * as a prefix
 # wildcard; the * counts towards the 15 characters (nft refuses a 16-character pattern).
 INTERFACE_NAME = re.compile(r"(?=.{1,15}\Z)[A-Za-z0-9_][A-Za-z0-9_.@+-]*\*?\Z", re.ASCII)
+# Windows interface aliases ("Ethernet 2", "vEthernet (Default Switch)"): no quote, comma or
+# wildcard character but a final *. Linux targets refuse them with their location.
+WINDOWS_ALIAS = re.compile(r"(?=.{1,256}\Z)[A-Za-z0-9_][A-Za-z0-9 _.@+()#-]*(?<! )\*?\Z", re.ASCII)
 PORT_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?\Z", re.ASCII)
 LIMIT = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*\Z", re.ASCII)
 MAX_COMMENT = 256
@@ -167,6 +181,7 @@ class _Builder:
         if not _is_collection(allow_node) and r.scalar(allow_node) is None:
             raise r.error(allow_node, "allow must be a list (use [] to allow nothing)")
         allow = tuple(self._allow(item, sets) for item in r.sequence(allow_node, "allow"))
+        deny = self._deny(top["deny"][1], sets) if "deny" in top else ()
         return Policy(
             path=r.file,
             version=version,
@@ -179,6 +194,7 @@ class _Builder:
             forwarded=ForwardedMode(
                 self._optional_choice(top, "forwarded", ForwardedMode, "filter")
             ),
+            deny=deny,
         )
 
     def _reject_unknown(
@@ -296,6 +312,31 @@ class _Builder:
             )
         return parsed.parts
 
+    # --- deny list ------------------------------------------------------------------------------
+
+    def _deny(self, node: Node, sets: dict[str, tuple[Network, ...]]) -> tuple[DenySource, ...]:
+        """The `deny:` items: an address, a CIDR, `@set`, or `{file: PATH}` (a set file)."""
+        r = self.reader
+        if not _is_collection(node) and r.scalar(node) is None:
+            raise r.error(node, "deny must be a list of sources (use [] to deny no one)")
+        items: list[DenySource] = []
+        for item in r.sequence(node, "deny", allow_scalar=True):
+            location = r.location(item)
+            if _is_mapping(item):
+                entries = r.mapping(item, "a deny file")
+                name = "file:" + (r.string(entries["file"][1], "file") if "file" in entries else "")
+                networks = self._set_file("deny", item)
+            else:
+                name = r.string(item, "a deny source")
+                if name.startswith("@"):
+                    if name[1:] not in sets:
+                        raise r.error(item, f"unknown set '{short(name)}' (define it under sets:)")
+                    networks = sets[name[1:]]
+                else:
+                    networks = (self._network(name, location),)
+            items.append(DenySource(name=name, networks=networks, location=location))
+        return tuple(items)
+
     # --- allow entries ------------------------------------------------------------------------
 
     def _allow(self, node: Node, sets: dict[str, tuple[Network, ...]]) -> AllowRule:
@@ -320,11 +361,12 @@ class _Builder:
         if "interface" in entry:
             interface_node = entry["interface"][1]
             interface = r.string(interface_node, "interface")
-            if not INTERFACE_NAME.match(interface):
+            if not (INTERFACE_NAME.match(interface) or WINDOWS_ALIAS.match(interface)):
                 raise r.error(
                     interface_node,
                     f"'{short(interface)}' is not a valid interface name (1-15 characters of"
-                    " A-Z a-z 0-9 _ . @ + -, optionally ending in *)",
+                    " A-Z a-z 0-9 _ . @ + -, or a Windows alias that may also hold spaces and"
+                    " parentheses; optionally ending in *)",
                 )
         limit = self._limit(entry["limit"][1]) if "limit" in entry else None
         comment = None
@@ -343,6 +385,7 @@ class _Builder:
             comment=comment,
             service=service,
             location=r.location(node),
+            log=r.boolean(entry["log"][1], "log") if "log" in entry else False,
         )
 
     def _protos(self, node: Node) -> tuple[Proto, ...]:
@@ -446,3 +489,15 @@ def _port_number(r: NodeReader, item: Node, digits: str) -> int:
     if not 1 <= port <= MAX_PORT:
         raise r.error(item, f"port {short(digits)} is out of range 1-{MAX_PORT}")
     return port
+
+
+def require_linux_interfaces(policy: Policy) -> None:
+    """Refuse, with its location, an `interface` that only a Windows alias can be."""
+    for rule in policy.allow:
+        if rule.interface is not None and not INTERFACE_NAME.match(rule.interface):
+            raise PolicyError(
+                rule.location,
+                f"interface '{short(rule.interface)}' is not a Linux interface name (1-15"
+                " characters of A-Z a-z 0-9 _ . @ + -, optionally ending in *); a Windows"
+                " alias works with the Windows targets only",
+            )

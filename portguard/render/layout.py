@@ -35,7 +35,7 @@ class PolicyLayout:
 
     open_ports: tuple[tuple[Proto, tuple[PortRange, ...]], ...]  # open to any source
     sourced: tuple[tuple[Proto, int, tuple[SourcePorts, ...]], ...]  # (proto, family, elements)
-    special: tuple[tuple[int, AllowRule], ...]  # (1-based entry number, rule) with iface/limit
+    special: tuple[tuple[int, AllowRule], ...]  # (1-based entry number, rule): iface/limit/log
 
     def open_for(self, proto: Proto) -> tuple[PortRange, ...]:
         """The ports open to anyone for `proto`."""
@@ -82,7 +82,7 @@ def layout_policy(policy: Policy) -> PolicyLayout:
     with_sources: dict[tuple[Proto, int], list[tuple[PortRange, tuple[Network, ...]]]] = {}
     special: list[tuple[int, AllowRule]] = []
     for number, rule in enumerate(policy.allow, start=1):
-        if rule.interface is not None or rule.limit is not None:
+        if rule.interface is not None or rule.limit is not None or rule.log:
             special.append((number, rule))
             continue
         for proto in rule.protos:

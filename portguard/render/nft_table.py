@@ -21,6 +21,7 @@ __all__ = [
     "FORWARD_HEADER",
     "GENERATIONS",
     "MARKER_PREFIX",
+    "PERSISTENT_SETS",
     "TABLE_FAMILY",
     "TABLE_NAME",
     "TABLE_REF",
@@ -42,6 +43,9 @@ FORWARD_CHAIN = "forward"
 FORWARD_HEADER = "type filter hook forward priority filter; policy accept;"
 GENERATIONS = ("_g0", "_g1")
 MARKER_PREFIX = "portguard rendering "
+# Sets whose elements are runtime state, not the policy's (`portguard ban`): never
+# generation-suffixed, never deleted by a swap, their elements never part of drift.
+PERSISTENT_SETS = ("ban4", "ban6")
 DIGEST_CHARS = 16
 
 
@@ -65,7 +69,7 @@ class NftSet:
 
     def text(self, suffix: str = "") -> str:
         """The set's block inside a table, named with `suffix`."""
-        lines = [f"\tset {self.name}{suffix} {{", f"\t\ttype {self.kind}"]
+        lines = [f"\tset {_named(self.name, suffix)} {{", f"\t\ttype {self.kind}"]
         if self.size is not None:
             lines.append(f"\t\tsize {self.size}")
         lines.append(f"\t\tflags {self.flags}")
@@ -88,7 +92,9 @@ class NftRule:
 
     def text(self, suffix: str = "") -> str:
         """The rule's nft text, its set references written with `suffix`."""
-        body = "".join(p if isinstance(p, str) else f"@{p.name}{suffix}" for p in self.parts)
+        body = "".join(
+            p if isinstance(p, str) else f"@{_named(p.name, suffix)}" for p in self.parts
+        )
         return body + (f' comment "{self.comment}"' if self.comment is not None else "")
 
     def set_names(self) -> tuple[str, ...]:
@@ -124,7 +130,7 @@ class NftTable:
 
     def set_names(self, suffix: str = "") -> tuple[str, ...]:
         """The names of the table's sets as written with `suffix`."""
-        return tuple(s.name + suffix for s in self.sets)
+        return tuple(_named(s.name, suffix) for s in self.sets)
 
     def sets_text(self, suffix: str) -> str:
         """A batch that adds the table (if absent) and every set under `suffix`, no rules."""
@@ -182,6 +188,11 @@ class NftTable:
     @staticmethod
     def _marker_rule(marker: str) -> str:
         return f'iif "lo" accept comment "{marker}"'
+
+
+def _named(name: str, suffix: str) -> str:
+    """A set's name as written: with `suffix`, unless it is a persistent (runtime) set."""
+    return name if name in PERSISTENT_SETS else name + suffix
 
 
 def table_from_json(data: object) -> NftTable:

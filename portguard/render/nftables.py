@@ -18,7 +18,9 @@ from portguard.model import (
     PortRange,
     Proto,
 )
+from portguard.policy.load import require_linux_interfaces
 from portguard.policy.networks import collapse
+from portguard.render.deny import ban_rules, ban_sets, deny_rules, deny_sets
 from portguard.render.layout import PolicyLayout, SourcePorts, layout_policy, merge_ranges
 from portguard.render.nft_table import (
     CHAIN_NAME,
@@ -47,6 +49,17 @@ __all__ = [
 ]
 
 LOG_PREFIX = "portguard: "
+# Drops (`log: true`) and logged entries' accepts also go to this NFLOG group, which
+# `portguard log` reads over netlink: unlike the kernel log (nf_log), it works in every
+# network namespace. With no reader bound the kernel discards those copies.
+NFLOG_GROUP = 4711
+ACCEPT_LOG_PREFIX = "portguard accept line {line}: "
+# Every allow entry's rule counts what it accepts (new connections: established packets were
+# accepted earlier); the stateless listing drift compares shows no counter values.
+ACCEPT = " counter accept"
+BLOCKED_SET = "blocked"  # dynamic: blocked new connections counted per protocol and port
+BLOCKED_SIZE = 4096
+BLOCKED_TIMEOUT = "1d"  # a port not probed for a day leaves the set
 METER_SIZE = 65535
 # Sources above which a port range gets its own address set and rule (see _split_pieces).
 PIECE_SOURCES_MAX = 64
@@ -85,24 +98,29 @@ def render_table(policy: Policy, *, piece_sources_max: int = PIECE_SOURCES_MAX) 
     same allow entries and sets, on the original destination port (`ct original proto-dst`).
     `piece_sources_max`: see _split_pieces (tests and bench/ vary it).
     """
+    require_linux_interfaces(policy)
     layout = Shapes(layout_policy(policy), piece_sources_max)
-    sets = _sets(layout)
+    sets = [*ban_sets(), *deny_sets(policy), *_sets(layout)]
     rules: list[NftRule] = [
+        *ban_rules(),
         _rule("ct state invalid drop"),
         _rule("ct state { established, related } accept"),
+        *deny_rules(policy),
         *(_rule(text) for text in _icmp_rules(policy.icmp)),
         *_allow_rules(layout, INPUT_PORT),
-        *_final_rules(policy),
+        *_final_rules(policy, INPUT_PORT),
     ]
     forward: list[NftRule] = []
     if policy.forwarded is ForwardedMode.FILTER:
         forward = [
-            _rule("ct state != new accept"),
             # A bit test: `ct status != dnat` would compare the whole status word (always true).
             _rule("ct status & dnat == 0 accept"),
+            *ban_rules(),
+            _rule("ct state != new accept"),
             _rule("meta l4proto != { tcp, udp } accept"),
+            *deny_rules(policy),
             *_allow_rules(layout, FORWARD_PORT),
-            *_final_rules(policy),
+            *_final_rules(policy, FORWARD_PORT),
             # The chain's policy is accept (routed traffic is not portguard's), so a drop
             # default needs its own rule here.
             *([_rule("drop")] if policy.default is DefaultVerdict.DROP else []),
@@ -158,6 +176,15 @@ def _sets(layout: Shapes) -> list[NftSet]:
                 sets.append(_interval_set(name, FAMILY_TYPE[family], piece.sources))
     for number, rule in layout.special:
         sets.extend(_special_sets(number, rule))
+    sets.append(
+        NftSet(
+            BLOCKED_SET,
+            "inet_proto . inet_service",
+            "dynamic,timeout",
+            size=BLOCKED_SIZE,
+            timeout=BLOCKED_TIMEOUT,
+        )
+    )
     return sets
 
 
@@ -166,30 +193,41 @@ def _allow_rules(layout: Shapes, port: PortMatch) -> list[NftRule]:
     rules: list[NftRule] = []
     for proto in Proto:
         if layout.open_for(proto):
-            rules.append(
-                _rule(port.for_proto(proto.value), SetRef(f"open_{proto.value}"), " accept")
-            )
+            rules.append(_rule(port.for_proto(proto.value), SetRef(f"open_{proto.value}"), ACCEPT))
     for proto in Proto:
         for family in (4, 6):
             small, big = layout.pieces(proto, family)
             if small:
                 match = port.for_proto(proto.value, f"{FAMILY_MATCH[family]} saddr . ")
-                rules.append(_rule(match, SetRef(f"from{family}_{proto.value}"), " accept"))
+                rules.append(_rule(match, SetRef(f"from{family}_{proto.value}"), ACCEPT))
             for index, piece in enumerate(big, start=1):
                 match = f"{port.for_proto(proto.value)}{piece.ports} {FAMILY_MATCH[family]} saddr "
-                rules.append(_rule(match, SetRef(f"from{family}_{proto.value}_{index}"), " accept"))
+                rules.append(_rule(match, SetRef(f"from{family}_{proto.value}_{index}"), ACCEPT))
     for number, rule in layout.special:
         rules.extend(_special_rules(number, rule, port))
     return rules
 
 
-def _final_rules(policy: Policy) -> list[NftRule]:
-    """The log rule and the default verdict's rules (drop is the chain's policy or a rule)."""
+def _final_rules(policy: Policy, port: PortMatch) -> list[NftRule]:
+    """The log rule, the blocked counters, and the default verdict's rules (drop is the
+    chain's policy or a rule)."""
     rules: list[NftRule] = []
     if policy.log:
         rules.append(
-            _rule(f'limit rate 10/second burst 20 packets log prefix "{LOG_PREFIX}" level info')
+            _rule(
+                f'limit rate 10/second burst 20 packets log prefix "{LOG_PREFIX}" level info'
+                f' log prefix "{LOG_PREFIX}" group {NFLOG_GROUP}'
+            )
         )
+    key = "ct original proto-dst" if port.original else "th dport"
+    rules.append(
+        _rule(
+            "ct state new meta l4proto { tcp, udp } update ",
+            SetRef(BLOCKED_SET),
+            f" {{ meta l4proto . {key} counter }}",
+        )
+    )
+    rules.append(_rule("counter"))
     if policy.default is DefaultVerdict.REJECT:
         rules.append(_rule("meta l4proto tcp reject with tcp reset"))
         rules.append(_rule("reject with icmpx port-unreachable"))
@@ -320,7 +358,11 @@ def _special_rules(number: int, rule: AllowRule, port: PortMatch) -> list[NftRul
                     f" burst {rule.limit.count} packets }}",
                 ]
             )
-        parts.append(" accept")
+        if rule.log:
+            prefix = ACCEPT_LOG_PREFIX.format(line=rule.location.line)
+            parts.append(f' counter log prefix "{prefix}" group {NFLOG_GROUP} accept')
+        else:
+            parts.append(ACCEPT)
         rules.append(NftRule(tuple(parts), comment))
     return rules
 

@@ -43,7 +43,7 @@ def new_rule_command(rule: WindowsRule, generation: str) -> str:
     if rule.interface is not None:
         parts.append(f"-InterfaceAlias '{rule.interface}'")
     parts += ["-Profile Any", "-Enabled True", f"-Description '{windows_text(rule.description)}'"]
-    return " ".join(parts) + " | Out-Null"
+    return " ".join([*parts, "-ErrorAction Stop"]) + " | Out-Null"
 
 
 def powershell_script(ruleset: WindowsRuleset, generation: str) -> list[str]:

@@ -54,10 +54,12 @@ from portguard.render.layout import (
 )
 
 __all__ = [
+    "DHCP_CLIENT_PORTS",
     "FORWARDED_NOTE",
     "GROUP",
     "ICMPV4_ESSENTIAL_TYPES",
     "ICMPV6_ESSENTIAL_TYPES",
+    "ICMPV6_ND_TYPES",
     "MAX_ADDRESSES_PER_RULE",
     "MAX_PORT_ITEMS_PER_RULE",
     "Action",
@@ -81,6 +83,10 @@ ICMPV6_ESSENTIAL_TYPES = (1, 2, 3, 4, 128, 130, 131, 132, 134, 135, 136, 143)
 T = TypeVar("T")
 UNSAFE_WINDOWS_CHARS = re.compile(r"[^A-Za-z0-9 _.,:;/@()+=#*?\[\]-]")
 MAX_DESCRIPTION = 120
+# DHCP client ports (v4, v6): never in a portguard block, so Windows' DHCP-In rules keep working.
+DHCP_CLIENT_PORTS = (PortRange(68, 68), PortRange(546, 546))
+# ICMPv6 neighbour discovery (RS, RA, NS, NA): never in a portguard block (icmp: none).
+ICMPV6_ND_TYPES = (133, 134, 135, 136)
 FORWARDED_NOTE = (
     "forwarded: filter does not apply to Windows Firewall: ports NATed to a VM or container"
     " (WinNAT static mappings: Hyper-V, WSL, Docker) are not filtered by these inbound rules;"
@@ -155,6 +161,7 @@ def build_windows_rules(policy: Policy, *, interfaces: bool = True) -> WindowsRu
                 "`interface` cannot be expressed with netsh (no interface-alias match);"
                 " use --target powershell",
             )
+    rules.extend(_deny_rules(policy))
     for proto in Proto:
         rules.extend(_proto_rules(view, layout, proto))
     rules.extend(_icmp_rules(policy.icmp))
@@ -162,16 +169,44 @@ def build_windows_rules(policy: Policy, *, interfaces: bool = True) -> WindowsRu
     return WindowsRuleset(rules=tuple(rules), notes=tuple(notes), fingerprint=fingerprint)
 
 
+def _deny_rules(policy: Policy) -> list[WindowsRule]:
+    """`deny:` as block rules from the denied sources on every port and ICMP (block wins)."""
+    denied = policy.denied()
+    v4 = list(collapse_addresses(n for n in denied if isinstance(n, IPv4Network)))
+    v6 = list(collapse_addresses(n for n in denied if isinstance(n, IPv6Network)))
+    groups: list[tuple[str, Sequence[Network]]] = [
+        ("TCP", [*v4, *v6]),
+        ("UDP", [*v4, *v6]),
+        ("ICMPv4", v4),
+        ("ICMPv6", v6),
+    ]
+    rules: list[WindowsRule] = []
+    for protocol, networks in groups:
+        for n, chunk in enumerate(chunked(networks, MAX_ADDRESSES_PER_RULE), 1):
+            if chunk:
+                rules.append(
+                    WindowsRule(
+                        f"deny-{protocol.lower()}-{n}", Action.BLOCK, protocol, (), chunk, (),
+                        None, "sources the policy denies",
+                    )
+                )  # fmt: skip
+    return rules
+
+
 def _proto_rules(policy: Policy, layout: PolicyLayout, proto: Proto) -> list[WindowsRule]:
-    special = [rule for _, rule in layout.special]
+    # An interface entry with an empty `from` allows no one: it opens nothing anywhere.
+    special = [rule for _, rule in layout.special if rule.sources != () and proto in rule.protos]
     tag = proto.value
     label = proto.value.upper()
     open_ports = layout.open_for(proto)
     sourced = [*layout.sourced_for(proto, 4), *layout.sourced_for(proto, 6)]
-    special_ports = [r for rule in special if proto in rule.protos for r in rule.ports]
+    special_ports = [r for rule in special for r in rule.ports]
     allowed_somehow = merge_ranges([*open_ports, *(e.ports for e in sourced), *special_ports])
+    # DHCP client replies are left to the default action and Windows' own DHCP-In rules.
+    exempt = DHCP_CLIENT_PORTS if proto is Proto.UDP else ()
     rules: list[WindowsRule] = []
-    for n, ports in enumerate(chunked(complement(allowed_somehow), MAX_PORT_ITEMS_PER_RULE), 1):
+    unallowed = complement(merge_ranges([*allowed_somehow, *exempt]))
+    for n, ports in enumerate(chunked(unallowed, MAX_PORT_ITEMS_PER_RULE), 1):
         if ports:
             rules.append(
                 WindowsRule(
@@ -187,18 +222,27 @@ def _proto_rules(policy: Policy, layout: PolicyLayout, proto: Proto) -> list[Win
                     "ports open to any source",
                 )
             )  # fmt: skip
-    # Ports an interface entry opens cannot get a source block: it would also hit that interface.
-    rules.extend(_sourced_rules(proto, merge_ranges([*open_ports, *special_ports]), sourced))
+    # An interface entry open to any source cannot get a source block: it would hit that
+    # interface too. One with `from` adds its sources to the sources not blocked on its ports.
+    any_source = [r for rule in special if rule.sources is None for r in rule.ports]
+    also = [SourcePorts(r, rule.sources) for rule in special if rule.sources for r in rule.ports]
+    rules.extend(_sourced_rules(proto, merge_ranges([*open_ports, *any_source]), sourced, also))
     for number, rule in layout.special:
-        if proto in rule.protos:
+        if proto in rule.protos and rule.sources != ():
             rules.extend(_special_rules(number, rule, proto))
     return rules
 
 
 def _sourced_rules(
-    proto: Proto, unblockable: tuple[PortRange, ...], elements: Sequence[SourcePorts]
+    proto: Proto,
+    unblockable: tuple[PortRange, ...],
+    elements: Sequence[SourcePorts],
+    also: Sequence[SourcePorts] = (),
 ) -> list[WindowsRule]:
-    """Allow each (sources, ports) element; block the other sources, except on `unblockable`."""
+    """Allow each (sources, ports) element; block sources neither it nor `also` lets in.
+
+    Nothing is blocked on `unblockable` ports (open to any source somewhere).
+    """
     tag, label = proto.value, proto.value.upper()
     rules: list[WindowsRule] = []
     count = 0
@@ -212,14 +256,15 @@ def _sourced_rules(
                 )
             )  # fmt: skip
     # Cut the port axis where the allowed sources change; block the rest of the address space.
-    ranges = [*(e.ports for e in elements), *unblockable]
+    every = [*elements, *also]
+    ranges = [*(e.ports for e in every), *unblockable]
     edges = sorted({r.first for r in ranges} | {r.last + 1 for r in ranges})
     by_blocked: dict[tuple[Network, ...], list[PortRange]] = {}
     for start, stop in pairwise(edges):
         piece = PortRange(start, stop - 1)
         if any(r.first <= start and piece.last <= r.last for r in unblockable):
             continue
-        allowed = [n for e in elements if e.ports.first <= start <= e.ports.last for n in e.sources]
+        allowed = [n for e in every if e.ports.first <= start <= e.ports.last for n in e.sources]
         if not allowed:
             continue
         by_blocked.setdefault(address_complement(allowed), []).append(piece)
@@ -282,7 +327,16 @@ def _icmp_rules(mode: IcmpMode) -> list[WindowsRule]:
     if mode is IcmpMode.NONE:
         return [
             WindowsRule("block-icmpv4", Action.BLOCK, "ICMPv4", (), (), (), None, "icmp: none"),
-            WindowsRule("block-icmpv6", Action.BLOCK, "ICMPv6", (), (), (), None, "icmp: none"),
+            WindowsRule(
+                "block-icmpv6",
+                Action.BLOCK,
+                "ICMPv6",
+                (),
+                (),
+                tuple(t for t in range(256) if t not in ICMPV6_ND_TYPES),
+                None,
+                "icmp: none (neighbour discovery left to Windows' own rules)",
+            ),
         ]
     v4: tuple[int, ...] = () if mode is IcmpMode.ALL else ICMPV4_ESSENTIAL_TYPES
     v6: tuple[int, ...] = () if mode is IcmpMode.ALL else ICMPV6_ESSENTIAL_TYPES
@@ -326,6 +380,12 @@ def _entry_notes(number: int, rule: AllowRule) -> Iterable[str]:
         )
     if rule.interface is not None:
         yield (
-            f"{where}: interface {rule.interface} is an allow rule only; on other"
-            " interfaces its ports rely on the default inbound action (Block)"
+            f"{where}: interface {rule.interface}: on other interfaces its ports are"
+            + (
+                " blocked from every source it does not list"
+                if rule.sources
+                else " not blocked by portguard (Windows has no 'every other interface' match):"
+                " they rely on the default inbound action (Block), and another program's"
+                " allow rule for them is not overridden there"
+            )
         )

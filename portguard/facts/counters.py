@@ -1,0 +1,107 @@
+"""The live table's counters as a fact: per-rule counters by rule kind, and blocked ports.
+
+Read from the kernel's stateful text listing (the stateless one that drift compares prints
+`counter` without values). Each counted rule is told apart by the sets it names, written
+without their generation suffix, so the reading does not depend on rule order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from portguard.backends.nftables import NO_SUCH_OBJECT, NftKernel, refused
+from portguard.render.nft_table import GENERATIONS, TABLE_REF
+
+__all__ = ["BlockedPort", "LiveCounters", "RuleCounter", "parse_counters", "read_counters"]
+
+COUNTER = re.compile(r"counter packets (\d+) bytes (\d+)")
+BRACES = re.compile(r"\{[^{}]*\}")
+SET_REFERENCE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
+BLOCKED_ELEMENT = re.compile(
+    r"\b(tcp|udp) \. (\d+)\b[^,}]*?counter packets (\d+) bytes (\d+)", re.DOTALL
+)
+
+
+@dataclass(frozen=True)
+class RuleCounter:
+    """One counted rule: the generation-free sets it names (none: the default verdict's)."""
+
+    chain: str
+    sets: tuple[str, ...]
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class BlockedPort:
+    """Blocked new connections to one protocol and port (the dynamic `blocked` set)."""
+
+    proto: str
+    port: int
+    packets: int
+
+
+@dataclass(frozen=True)
+class LiveCounters:
+    """Every counter of the live table."""
+
+    rules: tuple[RuleCounter, ...]
+    blocked: tuple[BlockedPort, ...]
+
+
+def read_counters(kernel: NftKernel) -> LiveCounters | None:
+    """The counters of the live table (None when there is no portguard table)."""
+    kernel.handle.set_stateless_output(False)
+    rc, output, error = kernel.handle.cmd(f"list table {TABLE_REF}")
+    if rc != 0:
+        if NO_SUCH_OBJECT in str(error):
+            return None
+        raise refused(f"list table {TABLE_REF}", str(error))
+    return parse_counters(str(output))
+
+
+def parse_counters(listing: str) -> LiveCounters:
+    """Pure: the counters in a stateful listing of the table."""
+    rules: list[RuleCounter] = []
+    blocked: dict[tuple[str, int], int] = {}
+    block: tuple[str, str] | None = None
+    set_text: list[str] = []
+    for line in listing.splitlines():
+        depth = len(line) - len(line.lstrip("\t"))
+        text = line.strip()
+        if depth == 1 and text.endswith("{"):
+            kind, _, rest = text.partition(" ")
+            block = (kind, rest.removesuffix("{").strip())
+            set_text = []
+            continue
+        if depth == 1 and text == "}" and block is not None:
+            if block[0] == "set" and _base(block[1]) == "blocked":
+                for proto, port, packets, _ in BLOCKED_ELEMENT.findall(" ".join(set_text)):
+                    key = (proto, int(port))
+                    blocked[key] = blocked.get(key, 0) + int(packets)
+            block = None
+            continue
+        if block is None:
+            continue
+        if block[0] == "set":
+            set_text.append(text)
+        elif block[0] == "chain" and depth == 2:
+            # Brace groups are anonymous sets and set-update templates (a meter's limit, the
+            # blocked set's per-element `counter`): the rule's own counter is outside them.
+            body = BRACES.sub("", text.partition(' comment "')[0])
+            counted = COUNTER.search(body)
+            if counted is None:
+                continue
+            names = tuple(_base(n) for n in SET_REFERENCE.findall(body))
+            rules.append(RuleCounter(block[1], names, int(counted[1]), int(counted[2])))
+    ports = tuple(BlockedPort(p, port, n) for (p, port), n in sorted(blocked.items()))
+    return LiveCounters(rules=tuple(rules), blocked=ports)
+
+
+def _base(name: str) -> str:
+    """A set name without its generation suffix."""
+    for suffix in GENERATIONS:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
