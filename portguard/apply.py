@@ -32,9 +32,11 @@ from portguard.backends.nft_swap import load_table, replace_whole
 from portguard.backends.nftables import KernelRefused, NftKernel
 from portguard.drift import RulesetState, classify, table_in_force
 from portguard.errors import PortguardError
+from portguard.facts.generation import RulesetGeneration, read_generation
 from portguard.facts.ruleset import LiveTable, read_live_table
 from portguard.faults import checkpoint
 from portguard.history import note_change
+from portguard.noop import inputs_fingerprint, services_digest
 from portguard.policy import parse_policy
 from portguard.policy.load import LoadedPolicy, read_policy_bytes
 from portguard.render.nft_table import NftTable
@@ -87,6 +89,7 @@ class Target:
     policy_path: str = ""
     policy_text: str = ""
     action: Action = Action.APPLY
+    inputs: str | None = None  # noop.inputs_fingerprint of what was parsed (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class RulesetFacts:
 
     live: LiveTable | None
     records: Records
+    # The ruleset generation read just before `live` (None: unreadable): while it is still
+    # the live one, no transaction has committed and `live` is still what the kernel holds.
+    generation: RulesetGeneration | None = None
 
 
 @dataclass(frozen=True)
@@ -137,19 +143,37 @@ class ApplyOutcome:
     state_before: RulesetState
     applied: AppliedState | None
     warnings: tuple[str, ...] = ()
+    # The ruleset generation read just before the listing found equal to `applied`'s.
+    generation: RulesetGeneration | None = None
 
 
 def load_target(path: Path) -> tuple[LoadedPolicy, Target]:
     """Read a policy file once: its validated policy and the target built from that same text."""
     file = str(path)
+    services = services_digest()
     data = read_policy_bytes(path)
     loaded = parse_policy(data, file)
-    return loaded, Target(render_table(loaded.policy), file, data.decode("utf-8"))
+    inputs: str | None = inputs_fingerprint(file, data, loaded.set_files, services)
+    if services != services_digest():  # changed while loading: no proof of what was read
+        inputs = None
+    return loaded, Target(render_table(loaded.policy), file, data.decode("utf-8"), inputs=inputs)
 
 
 def gather_facts(kernel: NftKernel, state: StateDir) -> RulesetFacts:
     """The live table (through the command's one handle) and every record, read once."""
-    return RulesetFacts(live=read_live_table(kernel), records=state.read_records())
+    generation = read_generation()  # first: a commit after it makes a new generation
+    return RulesetFacts(read_live_table(kernel), state.read_records(), generation)
+
+
+def _facts_again(kernel: NftKernel, state: StateDir, earlier: RulesetFacts) -> RulesetFacts:
+    """Facts read again (under the lock); the earlier listing is reused when provably current.
+
+    No commit since the earlier generation means the same live table: only the records are
+    read again, not the listing of a table that may hold a million elements.
+    """
+    if earlier.generation is not None and read_generation() == earlier.generation:
+        return RulesetFacts(earlier.live, state.read_records(), earlier.generation)
+    return gather_facts(kernel, state)
 
 
 def plan_change(target: Target, facts: RulesetFacts) -> ChangePlan:
@@ -176,7 +200,7 @@ def execute(
     """
     with state.lock(lock_timeout):
         checkpoint("locked")
-        facts = gather_facts(kernel, state)
+        facts = _facts_again(kernel, state, plan.facts)
         if verify_unchanged and facts.live != plan.facts.live:
             raise ChangedSincePlan(
                 "table inet portguard changed since the plan was made; nothing was applied,"
@@ -185,7 +209,8 @@ def execute(
         plan = plan_change(plan.target, facts)
         warnings = list(facts.records.warnings)
         if not plan.kernel_change and not plan.record_change:  # a no-op: no history row
-            return ApplyOutcome(False, plan.state, facts.records.applied, tuple(warnings))
+            applied = facts.records.applied
+            return ApplyOutcome(False, plan.state, applied, tuple(warnings), facts.generation)
         keep = keep_unrecorded and plan.facts.live is None
         try:
             done = _carry_out(plan, kernel, state, promote=promote, keep=keep, warnings=warnings)
@@ -216,7 +241,9 @@ def _carry_out(
     if plan.kernel_change:
         _change_kernel(kernel, plan, state)
     try:
-        applied = _record(kernel, plan.target, state, promote=promote, warnings=warnings)
+        applied, generation = _record(
+            kernel, plan.target, state, promote=promote, warnings=warnings
+        )
     except PortguardError as error:
         if keep:
             warnings.append(f"{error}; the new rules stay in force unrecorded")
@@ -224,7 +251,7 @@ def _carry_out(
         if plan.kernel_change:
             _roll_back(kernel, plan.facts, error)
         raise
-    return ApplyOutcome(plan.kernel_change, plan.state, applied, tuple(warnings))
+    return ApplyOutcome(plan.kernel_change, plan.state, applied, tuple(warnings), generation)
 
 
 def _pending(target: Target) -> PendingChange:
@@ -247,16 +274,24 @@ def _change_kernel(kernel: NftKernel, plan: ChangePlan, state: StateDir) -> None
 
 def _record(
     kernel: NftKernel, target: Target, state: StateDir, *, promote: bool, warnings: list[str]
-) -> AppliedState | None:
-    """Record what is live now (or the removal), promote it, and clear the intent."""
+) -> tuple[AppliedState | None, RulesetGeneration | None]:
+    """Record what is live now (or the removal), promote it, and clear the intent.
+
+    Also the ruleset generation read just before the recorded listing (None for a removal,
+    or when the listing has leftover sets, which the next apply must still remove).
+    """
+    generation = None
     if target.table is None:
         state.record_removed()
         checkpoint("recorded")
         applied = None
     else:
+        generation = read_generation()  # before the listing the record keeps
         live = read_live_table(kernel)
         if live is None:
             raise EmptyListing("nftables accepted the ruleset but table inet portguard is missing")
+        if live.leftover_sets:
+            generation = None
         applied = AppliedState(
             policy_path=target.policy_path,
             policy_text=target.policy_text,
@@ -274,7 +309,7 @@ def _record(
         state.clear_pending()
     except StateError as error:  # the record names the live table; a stale intent is harmless
         warnings.append(str(error))
-    return applied
+    return applied, generation
 
 
 def _roll_back(kernel: NftKernel, before: RulesetFacts, cause: PortguardError) -> None:

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from portguard.errors import PortguardError
 from portguard.model import ListeningSocket, Policy
-from portguard.plan import GENERIC_INTERFACE, SocketVerdict, judge_socket
+from portguard.plan import GENERIC_INTERFACE, SocketVerdict, judge_socket, reach_index
 from portguard.verdict import ConnState, Packet, PacketProto, Verdict, verdict
 
 __all__ = [
@@ -195,9 +195,10 @@ def services_cut_off(
 ) -> tuple[ListeningSocket, ...]:
     """Exposed sockets the policy blocks for every source, other than the SSH session's port."""
     ssh_port = ssh.server_port if ssh is not None else None
+    index = reach_index(policy)
     return tuple(
         s
         for s in sockets
-        if judge_socket(policy, s).verdict is SocketVerdict.BLOCKED
+        if judge_socket(policy, s, index).verdict is SocketVerdict.BLOCKED
         and not (s.proto.value == "tcp" and s.port == ssh_port)
     )

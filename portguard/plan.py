@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from ipaddress import AddressValueError, IPv4Address, IPv6Address, collapse_addresses, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import MappingProxyType
 
 from portguard.drift import RulesetState
 from portguard.facts.published import PublishedPort
-from portguard.model import AllowRule, ListeningSocket, Network, Policy, PortRange, Proto
+from portguard.model import (
+    AllowRule,
+    ForwardedMode,
+    ListeningSocket,
+    Network,
+    Policy,
+    PortRange,
+    Proto,
+)
 from portguard.policy.lint import TROJAN_PORTS
 from portguard.render.layout import merge_ranges
-from portguard.verdict import ConnState, Packet, PacketProto, Verdict, rule_matches, verdict
+from portguard.verdict import LOOPBACK_INTERFACE, interface_matches
 
 __all__ = [
     "IdleAllow",
     "Plan",
     "PublishedPlan",
+    "ReachIndex",
     "RulesetChange",
     "SocketPlan",
     "SocketVerdict",
@@ -28,6 +37,7 @@ __all__ = [
     "judge_socket",
     "plan_json",
     "published_json",
+    "reach_index",
     "rule_reach_text",
     "socket_json",
     "trojan_name",
@@ -37,6 +47,9 @@ __all__ = [
 GENERIC_INTERFACE = "pg-probe0"
 OUTSIDER_START = MappingProxyType({4: ip_address("1.0.0.1"), 6: ip_address("2000::1")})
 TROJANS = MappingProxyType(dict(TROJAN_PORTS))
+BOTH_FAMILIES = frozenset({4, 6})
+MAX_ADDRESS = (1 << 128) - 1
+LOOPBACK_V4_OCTET = 127
 
 
 class SocketVerdict(StrEnum):
@@ -131,12 +144,13 @@ def build_plan(
 ) -> Plan:
     """Judge every socket and published port, find idle allows, attach the ruleset change."""
     listening = tuple(sockets)
+    index = reach_index(policy)
     return Plan(
         policy_path=policy.path,
-        sockets=tuple(judge_socket(policy, s) for s in listening),
+        sockets=tuple(judge_socket(policy, s, index) for s in listening),
         idle_allows=_idle_allows(policy, listening),
         ruleset=RulesetChange(ruleset_state, rendered_diff, unknown_reason),
-        published=tuple(judge_published(policy, p) for p in published),
+        published=tuple(judge_published(policy, p, index) for p in published),
     )
 
 
@@ -145,14 +159,69 @@ def trojan_name(port: int) -> str | None:
     return TROJANS.get(port)
 
 
-def judge_socket(policy: Policy, sock: ListeningSocket) -> SocketPlan:
-    """The verdict on NEW connections from other hosts to `sock`, through verdict.verdict."""
+@dataclass(frozen=True)
+class _EntryReach:
+    """What one allow entry needs to judge a socket, with its `from` list reduced once."""
+
+    rule: AllowRule
+    protos: frozenset[str]
+    source_families: frozenset[int] | None  # families with a non-loopback source; None: any
+    open_families: frozenset[int]  # ... whose first address `deny:` does not list either
+    generic_interface: bool  # the entry admits a packet arriving on GENERIC_INTERFACE
+    text: str
+
+
+@dataclass(frozen=True)
+class ReachIndex:
+    """A policy reduced once for judging sockets: per-socket cost independent of `from` sizes.
+
+    Built in O(n log n) over all `from` lists (`reach_index`); judging a socket then looks
+    only at each entry's protocols and ports. Gives verdict.verdict's answers (see `_reach`).
+    """
+
+    policy: Policy
+    outsiders: tuple[tuple[int, IPv4Address | IPv6Address | None], ...]  # (family, address)
+    entries: tuple[_EntryReach, ...]
+
+    def outsider(self, family: int) -> IPv4Address | IPv6Address | None:
+        """A public address of `family` that no `from` list names, if one exists."""
+        return dict(self.outsiders)[family]
+
+
+def reach_index(policy: Policy) -> ReachIndex:
+    """Reduce `policy`'s `from` lists once, for judging any number of sockets."""
+    denied = {family: _merged(_intervals(policy.denied(), family)) for family in (4, 6)}
+    entries = tuple(
+        _EntryReach(
+            rule=rule,
+            protos=frozenset(p.value for p in rule.protos),
+            source_families=None if rule.sources is None else _source_families(rule.sources),
+            open_families=frozenset()
+            if rule.sources is None
+            else _source_families(rule.sources, denied),
+            generic_interface=rule.interface is None
+            or interface_matches(rule.interface, GENERIC_INTERFACE),
+            text=rule_reach_text(rule),
+        )
+        for rule in policy.allow
+    )
+    return ReachIndex(policy, ((4, _outsider(policy, 4)), (6, _outsider(policy, 6))), entries)
+
+
+def judge_socket(
+    policy: Policy, sock: ListeningSocket, index: ReachIndex | None = None
+) -> SocketPlan:
+    """The verdict on NEW connections from other hosts to `sock` (verdict.verdict's meaning).
+
+    Pass `index` (reach_index of the same policy) when judging many sockets.
+    """
     trojan = trojan_name(sock.port)
     if not sock.exposed:
         return SocketPlan(sock, SocketVerdict.LOOPBACK, False, (), trojan)
     dual_stack = sock.address == IPv6Address("::") and not sock.v6only
     families = (4, 6) if dual_stack else (sock.address.version,)
-    from_anywhere, allowed_by = _reach(policy, PacketProto(sock.proto.value), sock.port, families)
+    index = index if index is not None and index.policy is policy else reach_index(policy)
+    from_anywhere, allowed_by = _reach(index, sock.proto.value, sock.port, families)
     allowed = from_anywhere or bool(allowed_by)
     return SocketPlan(
         sock,
@@ -163,10 +232,13 @@ def judge_socket(policy: Policy, sock: ListeningSocket) -> SocketPlan:
     )
 
 
-def judge_published(policy: Policy, published: PublishedPort) -> PublishedPlan:
+def judge_published(
+    policy: Policy, published: PublishedPort, index: ReachIndex | None = None
+) -> PublishedPlan:
     """The verdict on NEW connections from other hosts to a published port (a DNAT packet)."""
+    index = index if index is not None and index.policy is policy else reach_index(policy)
     from_anywhere, allowed_by = _reach(
-        policy, PacketProto(published.proto.value), published.port, (published.family,), dnat=True
+        index, published.proto.value, published.port, (published.family,), dnat=True
     )
     allowed = from_anywhere or bool(allowed_by)
     return PublishedPlan(
@@ -178,29 +250,58 @@ def judge_published(policy: Policy, published: PublishedPort) -> PublishedPlan:
 
 
 def _reach(
-    policy: Policy, proto: PacketProto, port: int, families: tuple[int, ...], *, dnat: bool = False
+    index: ReachIndex, proto: str, port: int, families: tuple[int, ...], *, dnat: bool = False
 ) -> tuple[bool, tuple[str, ...]]:
-    """Whether a source no `from` names gets in, and which entries let someone in."""
+    """Whether a source no `from` names gets in, and which entries let someone in.
 
-    def accepted(source: IPv4Address | IPv6Address, interface: str) -> bool:
-        packet = Packet(proto, source, interface, dport=port, state=ConnState.NEW, dnat=dnat)
-        return verdict(policy, packet) is Verdict.ACCEPT
-
-    outsiders = [o for o in (_outsider(policy, f) for f in families) if o is not None]
-    from_anywhere = any(accepted(o, GENERIC_INTERFACE) for o in outsiders)
+    The same answers as asking verdict.verdict about probe packets (tests/test_reach.py
+    checks it against that walk): an outsider matches no `from` list, so it gets in from
+    GENERIC_INTERFACE exactly when an entry without `from` admits that interface (or
+    `forwarded: ignore` passes every DNAT packet). An entry lets someone in when its
+    protocol and port match and it has a probe: an outsider (no `from`), or one of its own
+    non-loopback sources of the socket's families that `deny:` does not list (verdict drops
+    denied sources, except on "lo" and under `forwarded: ignore` for DNAT packets); its own
+    interface example always matches its pattern, and a packet one entry accepts and `deny:`
+    does not drop, verdict accepts.
+    """
+    outsiders = [o for o in (index.outsider(f) for f in families) if o is not None]
     allowed_by: list[str] = []
-    for rule in policy.allow:
-        probes = [
-            (source, interface)
-            for source in _rule_sources(rule, families, outsiders)
-            for interface in (_interface_example(rule.interface),)
-        ]
-        if any(
-            accepted(s, i) and rule_matches(rule, Packet(proto, s, i, dport=port))
-            for s, i in probes
-        ):
-            allowed_by.append(rule_reach_text(rule))
+    from_anywhere = False
+    if outsiders and dnat and index.policy.forwarded is ForwardedMode.IGNORE:
+        from_anywhere = True
+    for entry in index.entries:
+        if proto not in entry.protos or not any(port in r for r in entry.rule.ports):
+            continue
+        if entry.source_families is None:
+            if outsiders:
+                from_anywhere = from_anywhere or entry.generic_interface
+                allowed_by.append(entry.text)
+        else:
+            # verdict accepts before the deny test on "lo" (input) and under forwarded: ignore
+            passes_deny = (not dnat and entry.rule.interface == LOOPBACK_INTERFACE) or (
+                dnat and index.policy.forwarded is ForwardedMode.IGNORE
+            )
+            usable = entry.source_families if passes_deny else entry.open_families
+            if any(f in usable for f in families):
+                allowed_by.append(entry.text)
     return from_anywhere, tuple(dict.fromkeys(allowed_by))
+
+
+def _source_families(
+    sources: tuple[Network, ...], denied: Mapping[int, list[tuple[int, int]]] | None = None
+) -> frozenset[int]:
+    """The IP families among `sources` whose network address is no loopback address (and,
+    with `denied`, lies in none of those merged, sorted intervals)."""
+    families: set[int] = set()
+    for net in sources:
+        address = int(net.network_address)
+        if net.version in families or _is_loopback(net.version, address):
+            continue
+        if denied is None or not _inside(denied[net.version], address):
+            families.add(net.version)
+            if families == BOTH_FAMILIES:
+                break
+    return frozenset(families)
 
 
 def rule_reach_text(rule: AllowRule) -> str:
@@ -216,38 +317,56 @@ def rule_reach_text(rule: AllowRule) -> str:
     return text
 
 
-def _rule_sources(
-    rule: AllowRule, families: tuple[int, ...], outsiders: list[IPv4Address | IPv6Address]
-) -> list[IPv4Address | IPv6Address]:
-    if rule.sources is None:
-        return list(outsiders)
+def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted intervals with overlapping and touching ones merged."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(intervals):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _inside(merged: list[tuple[int, int]], address: int) -> bool:
+    """Whether `address` lies in one of the merged, sorted intervals (a binary search)."""
+    index = bisect_right(merged, (address, MAX_ADDRESS)) - 1
+    return index >= 0 and merged[index][0] <= address <= merged[index][1]
+
+
+def _intervals(networks: Iterable[Network], family: int) -> list[tuple[int, int]]:
+    """(first, last) address of each network of `family`, as integers."""
+    bits = OUTSIDER_START[family].max_prefixlen
     return [
-        net.network_address
-        for net in rule.sources
-        if net.version in families and not net.network_address.is_loopback
+        (start, start + (1 << (bits - net.prefixlen)) - 1)
+        for net in networks
+        if net.version == family
+        for start in (int(net.network_address),)
     ]
 
 
-def _interface_example(pattern: str | None) -> str:
-    if pattern is None:
-        return GENERIC_INTERFACE
-    return pattern[:-1] + "0" if pattern.endswith("*") else pattern
+def _is_loopback(version: int, address: int) -> bool:
+    """ipaddress's is_loopback on an address as an int: 127.0.0.0/8 or ::1."""
+    return address >> 24 == LOOPBACK_V4_OCTET if version == 4 else address == 1
 
 
 def _outsider(policy: Policy, family: int) -> IPv4Address | IPv6Address | None:
-    """A public address of `family` that no `from` list and no `deny:` item names, if any."""
-    named: list[Network] = [
-        net for rule in policy.allow for net in (rule.sources or ()) if net.version == family
-    ]
-    named += [net for net in policy.denied() if net.version == family]
-    candidate = OUTSIDER_START[family]
-    for net in collapse_addresses(named):  # type: ignore[type-var]  # one family only
-        if candidate in net:
-            try:
-                candidate = net.broadcast_address + 1
-            except AddressValueError:  # the list runs to the end of the address space
-                return None
-    return candidate
+    """A public address of `family` that no `from` list and no `deny:` item names, if any.
+
+    The lowest address from OUTSIDER_START up outside every such network: one sort of
+    integer intervals, not a walk of addresses.
+    """
+    named = [net for rule in policy.allow for net in (rule.sources or ())]
+    intervals = sorted(_intervals([*named, *policy.denied()], family))
+    start = OUTSIDER_START[family]
+    candidate = int(start)
+    for first, last in intervals:
+        if first > candidate:
+            break
+        candidate = max(candidate, last + 1)
+    if candidate > (1 << start.max_prefixlen) - 1:  # the lists run to the end of the space
+        return None
+    return IPv4Address(candidate) if family == 4 else IPv6Address(candidate)
 
 
 def _idle_allows(policy: Policy, sockets: tuple[ListeningSocket, ...]) -> tuple[IdleAllow, ...]:

@@ -20,11 +20,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.netns import HOST_V4, Lab
 
 REPLACES = 300
-POLICY_A = "version: 1\\nallow:\\n  - port: [22, 80, 8000-8100]\\n"
-POLICY_B = "version: 1\\nallow:\\n  - port: [22, 81, 9000-9100]\\n"
+POLICY_A = "version: 1\nallow:\n  - port: [22, 80, 8000-8100]\n"
+POLICY_B = "version: 1\nallow:\n  - port: [22, 81, 9000-9100]\n"
 
 LISTENER = textwrap.dedent(
     """
@@ -59,37 +61,61 @@ CONNECTOR = textwrap.dedent(
     """
 ).replace("{host}", HOST_V4)
 
-REPLACER = textwrap.dedent(
-    f"""
-    import sys
-    from portguard.backends.nft_swap import load_table
-    from portguard.backends.nftables import open_kernel
-    from portguard.facts.ruleset import read_live_table
-    from portguard.policy import parse_policy
-    from portguard.render.nftables import render_table
-    kernel = open_kernel()
-    tables = [
-        render_table(parse_policy(text, name).policy)
-        for name, text in (("a.yaml", "{POLICY_A}"), ("b.yaml", "{POLICY_B}"))
-    ]
-    load_table(kernel, tables[1], None)  # the first load, before the connections start
-    print("ready", flush=True)
-    sys.stdin.readline()
-    for number in range({REPLACES}):
-        load_table(kernel, tables[number % 2], read_live_table(kernel))
-    print("done")
-    """
+# Port 22 from a list long enough for its own address set (render/nftables.py's
+# PIECE_SOURCES_MAX), the scanner's subnet in it: the per-range shape swaps without a drop too.
+SOURCES = ["192.0.2.0/24", *(f"10.{n // 250}.{n % 250}.0/30" for n in range(120))]
+SOURCED_A = f"version: 1\nallow:\n  - port: 22\n    from: [{', '.join(SOURCES)}]\n  - port: 80\n"
+SOURCED_B = f"version: 1\nallow:\n  - port: [22, 23]\n    from: [{', '.join(SOURCES[:-1])}]\n"
+
+
+def _replacer(policy_a: str, policy_b: str) -> str:
+    """The replacer child's code: load B, then alternate A and B REPLACES times."""
+    return textwrap.dedent(
+        f"""
+        import sys
+        from portguard.backends.nft_swap import load_table
+        from portguard.backends.nftables import open_kernel
+        from portguard.facts.ruleset import read_live_table
+        from portguard.policy import parse_policy
+        from portguard.render.nftables import render_table
+        kernel = open_kernel()
+        tables = [
+            render_table(parse_policy(text, name).policy)
+            for name, text in (("a.yaml", {policy_a!r}), ("b.yaml", {policy_b!r}))
+        ]
+        load_table(kernel, tables[1], None)  # the first load, before the connections start
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for number in range({REPLACES}):
+            load_table(kernel, tables[number % 2], read_live_table(kernel))
+        print("done")
+        """
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy_a", "policy_b"),
+    [(POLICY_A, POLICY_B), (SOURCED_A, SOURCED_B)],
+    ids=["open-ports", "per-range-address-set"],
 )
-
-
-def test_no_new_connection_is_dropped_while_replacing(net_lab: Lab, tmp_path: Path) -> None:
+def test_no_new_connection_is_dropped_while_replacing(
+    net_lab: Lab, tmp_path: Path, policy_a: str, policy_b: str
+) -> None:
     """300 replaces under a stream of new connections to an allowed port: zero failures."""
     listener = net_lab.host.popen([sys.executable, "-c", LISTENER])
     stop_file = tmp_path / "stop"
     try:
         assert listener.stdout is not None and listener.stdout.readline() == "ready\n"
         replacer = subprocess.Popen(
-            ["ip", "netns", "exec", net_lab.host.name, sys.executable, "-c", REPLACER],
+            [
+                "ip",
+                "netns",
+                "exec",
+                net_lab.host.name,
+                sys.executable,
+                "-c",
+                _replacer(policy_a, policy_b),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

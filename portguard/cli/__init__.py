@@ -1,5 +1,5 @@
 """The `portguard` command line: thin typer wrappers around the core."""
 
-from portguard.cli.app import app, main
+from portguard.cli.app import build_app, main
 
-__all__ = ["app", "main"]
+__all__ = ["build_app", "main"]

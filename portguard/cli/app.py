@@ -4,50 +4,60 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from importlib import import_module
+from types import MappingProxyType
 from typing import Annotated
 
 import typer
 
 from portguard import __version__
-from portguard.cli import (
-    apply_cmd,
-    ban_cmd,
-    check_cmd,
-    completion_cmd,
-    confirm_cmd,
-    diff_cmd,
-    enforce_cmd,
-    history_cmd,
-    install_cmd,
-    log_cmd,
-    plan_cmd,
-    ports_cmd,
-    remove_cmd,
-    render_cmd,
-    rollback_cmd,
-    schema_cmd,
-    services_cmd,
-    show_cmd,
-    stats_cmd,
-    status_cmd,
-)
 from portguard.cli.native import CONTEXT_SETTINGS, NativeGroup, enable_completion_if_asked
 from portguard.errors import PortguardError
 
-__all__ = ["EXIT_CHANGES", "EXIT_DRIFT", "EXIT_ERROR", "EXIT_OK", "app", "main"]
+__all__ = [
+    "COMMAND_MODULES",
+    "EXIT_CHANGES",
+    "EXIT_DRIFT",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "build_app",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 EXIT_DRIFT = 3
 
-app = typer.Typer(
-    name="portguard",
-    no_args_is_help=True,
-    add_completion=False,  # `portguard completion SHELL` and `install` provide it instead
-    pretty_exceptions_enable=False,
-    cls=NativeGroup,
-    context_settings=CONTEXT_SETTINGS,
+# Each command's module (one line per command, in --help order); a run imports only the
+# module of the command it names, so start-up does not pay for the other nine.
+COMMAND_MODULES = MappingProxyType(
+    {
+        "check": "check_cmd",
+        "render": "render_cmd",
+        "apply": "apply_cmd",
+        "confirm": "confirm_cmd",
+        "revert-at-deadline": "confirm_cmd",  # confirm.REVERTER_COMMAND (hidden)
+        "status": "status_cmd",
+        "history": "history_cmd",
+        "show": "show_cmd",
+        "remove": "remove_cmd",
+        "rollback": "rollback_cmd",
+        "install": "install_cmd",
+        "uninstall": "install_cmd",
+        "ports": "ports_cmd",
+        "plan": "plan_cmd",
+        "diff": "diff_cmd",
+        "enforce": "enforce_cmd",
+        "ban": "ban_cmd",
+        "unban": "ban_cmd",
+        "bans": "ban_cmd",
+        "stats": "stats_cmd",
+        "log": "log_cmd",
+        "completion": "completion_cmd",
+        "schema": "schema_cmd",
+        "services": "services_cmd",
+    }
 )
 
 
@@ -57,7 +67,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     version: Annotated[
@@ -81,30 +90,33 @@ def _root(
     """
 
 
-# Each command module registers its commands here; keep one line per module.
-for module in (
-    check_cmd,
-    render_cmd,
-    apply_cmd,
-    confirm_cmd,
-    status_cmd,
-    history_cmd,
-    show_cmd,
-    remove_cmd,
-    rollback_cmd,
-    install_cmd,
-    ports_cmd,
-    plan_cmd,
-    diff_cmd,
-    enforce_cmd,
-    ban_cmd,
-    stats_cmd,
-    log_cmd,
-    completion_cmd,
-    schema_cmd,
-    services_cmd,
-):
-    module.register(app)
+def build_app(command: str | None = None) -> typer.Typer:
+    """The typer app with `command`'s module registered, or every module (None / unknown)."""
+    app = typer.Typer(
+        name="portguard",
+        no_args_is_help=True,
+        add_completion=False,  # `portguard completion SHELL` and `install` provide it instead
+        pretty_exceptions_enable=False,
+        cls=NativeGroup,
+        context_settings=CONTEXT_SETTINGS,
+    )
+    app.callback()(_root)
+    one = COMMAND_MODULES.get(command or "")
+    for name in dict.fromkeys(COMMAND_MODULES.values()) if one is None else (one,):
+        import_module(f"portguard.cli.{name}").register(app)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`app`: the whole app with every command, built when first asked for."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
+
+
+def _command_name(args: Sequence[str]) -> str | None:
+    """The command a command line names: its first word that is not an option."""
+    return next((arg for arg in args if not arg.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     enable_completion_if_asked()
     try:
+        app = build_app(_command_name(args))
         result = app(args=args, prog_name="portguard", standalone_mode=False)
     except typer.Exit as stop:
         return stop.exit_code

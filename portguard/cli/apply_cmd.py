@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from portguard.apply import DEFAULT_LOCK_TIMEOUT, gather_facts, load_target, plan_change
+from portguard.apply import (
+    DEFAULT_LOCK_TIMEOUT,
+    ApplyOutcome,
+    Target,
+    gather_facts,
+    load_target,
+    plan_change,
+)
 from portguard.backends.nftables import open_kernel
 from portguard.cli import windows_cmds
 from portguard.cli.boot_report import run_boot
@@ -18,7 +25,10 @@ from portguard.cli.lockout_guard import guard_apply
 from portguard.cli.output import err, out, print_warnings, print_warnings_text
 from portguard.cli.state_options import LockTimeoutOption, StateDirOption, open_state_dir
 from portguard.drift import RulesetState
+from portguard.noop import NoopProof, applied_stat, forget_proof, proven_unchanged, record_proof
 from portguard.policy import load_policy
+from portguard.policy.load import LoadedPolicy
+from portguard.state import StateDir
 
 __all__ = ["register"]
 
@@ -75,9 +85,15 @@ def apply(
         if not yes and sys.stdin.isatty():
             typer.confirm(f"Replace portguard's rules with the rules of {policy}?", abort=True)
         return windows_cmds.apply_on_windows(policy, loaded.policy)
+    state = open_state_dir(state_dir)
+    if confirm is None and (proof := proven_unchanged(str(policy), state)) is not None:
+        # Inputs and live ruleset provably as recorded (portguard/noop.py): no rule changes,
+        # so nobody can be cut off and there is nothing to load, render or list.
+        _print_warning_lines(proof.warnings, proof.omitted_warnings)
+        out(f"{policy}: unchanged, nothing to do")
+        return 0
     loaded, target = load_target(policy)
     guard_apply(loaded.policy, force=force)
-    state = open_state_dir(state_dir)
     kernel = open_kernel()
     plan = plan_change(target, gather_facts(kernel, state))
     if plan.kernel_change or plan.record_change:
@@ -103,7 +119,46 @@ def apply(
         out(f"{policy}: unchanged, nothing to do")
     if awaiting is not None:
         report_confirm(awaiting, kernel, state, ask=not yes and sys.stdin.isatty())
+    else:
+        _record_noop_proof(state, loaded, target, outcome)
     return 0
+
+
+def _print_warning_lines(lines: tuple[str, ...], omitted: int) -> None:
+    """Lint warnings recorded as text, printed as print_warnings prints them."""
+    for line in lines:
+        err(line)
+    if omitted:
+        err(f"portguard: \u2026 and {omitted} more warning{'' if omitted == 1 else 's'}")
+
+
+def _record_noop_proof(
+    state: StateDir, loaded: LoadedPolicy, target: Target, outcome: ApplyOutcome
+) -> None:
+    """After a clean apply, the proof that lets the same apply skip everything next time."""
+    forget_proof(state)  # whatever happens, an older proof no longer describes the records
+    stat = applied_stat(state)
+    if (
+        outcome.generation is None
+        or target.inputs is None
+        or outcome.applied is None
+        or outcome.applied.table.digest != (target.table.digest if target.table else None)
+        or outcome.warnings
+        or stat is None
+    ):
+        return
+    record_proof(
+        state,
+        NoopProof(
+            policy_path=target.policy_path,
+            inputs=target.inputs,
+            set_files=loaded.set_files,
+            generation=outcome.generation,
+            applied_stat=stat,
+            warnings=tuple(str(w) for w in loaded.warnings),
+            omitted_warnings=loaded.omitted_warnings,
+        ),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,7 @@ from portguard.plan import (
     judge_published,
     judge_socket,
     published_json,
+    reach_index,
     socket_json,
     trojan_name,
 )
@@ -58,8 +59,9 @@ def ports(
     sockets: Sequence[SocketPlan | ListeningSocket] = found
     forwarded: Sequence[PublishedPlan | PublishedPort] = published
     if loaded is not None:
-        sockets = [judge_socket(loaded.policy, s) for s in found]
-        forwarded = [judge_published(loaded.policy, p) for p in published]
+        index = reach_index(loaded.policy)
+        sockets = [judge_socket(loaded.policy, s, index) for s in found]
+        forwarded = [judge_published(loaded.policy, p, index) for p in published]
     if output_format is PortsFormat.JSON:
         data = {
             "sockets": [socket_json(s) for s in sockets],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import gc
+import hashlib
 import io
 import re
 from collections.abc import Iterable, Iterator
@@ -89,6 +90,8 @@ class LoadedPolicy:
     policy: Policy
     warnings: tuple[LintWarning, ...]  # at most MAX_WARNINGS_PER_KIND of each kind
     omitted_warnings: int = 0  # warnings beyond that cap: counted, not kept
+    # (path, sha256 hex) of every set file, of the very bytes parsed: apply's no-op proof
+    set_files: tuple[tuple[str, str], ...] = ()
 
     @property
     def warning_count(self) -> int:
@@ -127,7 +130,9 @@ def parse_policy(
         policy = builder.build(compose_document(file, text))
         for kind, warning in lint_kinds(policy, builder.key_locations):
             builder.warnings.add(kind, warning)
-    return LoadedPolicy(policy, tuple(builder.warnings.kept), builder.warnings.omitted)
+    return LoadedPolicy(
+        policy, tuple(builder.warnings.kept), builder.warnings.omitted, tuple(builder.set_files)
+    )
 
 
 @contextmanager
@@ -154,6 +159,7 @@ class _Builder:
     warnings: WarningCollector = field(default_factory=WarningCollector)
     addresses: int = 0  # read from set files so far (at most MAX_ADDRESSES)
     key_locations: dict[str, Location] = field(default_factory=dict)  # top-level keys, for lint
+    set_files: list[tuple[str, str]] = field(default_factory=list)  # (path, sha256 hex)
 
     def build(self, root: Node) -> Policy:
         r = self.reader
@@ -253,6 +259,7 @@ class _Builder:
                 file_node, f"cannot read set file '{short(relative)}': {exc.reason}"
             ) from None
         file = str(path)
+        self.set_files.append((file, hashlib.sha256(data).hexdigest()))
         text = decode_text(file, data, max_bytes=None)  # bounded by read_regular_file
         del data
         parts: list[NetworkParts] = []

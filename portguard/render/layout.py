@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 from itertools import pairwise
 
 from portguard.model import AllowRule, Network, Policy, PortRange, Proto
+from portguard.policy.networks import collapse
 
 __all__ = [
     "PolicyLayout",
@@ -79,7 +79,7 @@ def complement(
 def layout_policy(policy: Policy) -> PolicyLayout:
     """Split and merge the allow entries into the shapes every renderer needs."""
     plain: dict[Proto, list[PortRange]] = {p: [] for p in Proto}
-    with_sources: dict[tuple[Proto, int], list[tuple[PortRange, Network]]] = {}
+    with_sources: dict[tuple[Proto, int], list[tuple[PortRange, tuple[Network, ...]]]] = {}
     special: list[tuple[int, AllowRule]] = []
     for number, rule in enumerate(policy.allow, start=1):
         if rule.interface is not None or rule.limit is not None or rule.log:
@@ -89,9 +89,11 @@ def layout_policy(policy: Policy) -> PolicyLayout:
             if rule.sources is None:
                 plain[proto].extend(rule.ports)
                 continue
-            for network in rule.sources:
-                bucket = with_sources.setdefault((proto, network.version), [])
-                bucket.extend((ports, network) for ports in rule.ports)
+            for family in (4, 6):
+                networks = tuple(n for n in rule.sources if n.version == family)
+                if networks:
+                    bucket = with_sources.setdefault((proto, family), [])
+                    bucket.extend((ports, networks) for ports in rule.ports)
     open_ports = tuple((p, merge_ranges(plain[p])) for p in Proto if plain[p])
     sourced = tuple(
         (proto, family, _disjoint(with_sources[(proto, family)]))
@@ -102,19 +104,33 @@ def layout_policy(policy: Policy) -> PolicyLayout:
     return PolicyLayout(open_ports=open_ports, sourced=sourced, special=tuple(special))
 
 
-def _disjoint(pairs: list[tuple[PortRange, Network]]) -> tuple[SourcePorts, ...]:
+def _disjoint(pairs: list[tuple[PortRange, tuple[Network, ...]]]) -> tuple[SourcePorts, ...]:
     """Cut the port axis at every range edge so that no two (ports, sources) elements overlap.
 
     Interval sets in the kernel refuse overlapping elements; this also merges neighbours
-    with identical sources, so the element count stays close to the input's.
+    with identical sources, so the element count stays close to the input's. The lists
+    are grouped by port range first, so each piece looks at the few distinct ranges, not at
+    every network; a piece covered by one list that is already collapsed (the loader's)
+    keeps it as it is, else its networks are collapsed once, by integers.
     """
-    edges = sorted({r.first for r, _ in pairs} | {r.last + 1 for r, _ in pairs})
+    by_range: dict[PortRange, list[tuple[Network, ...]]] = {}
+    for ports, networks in pairs:
+        by_range.setdefault(ports, []).append(networks)
+    edges = sorted({r.first for r in by_range} | {r.last + 1 for r in by_range})
     pieces: list[SourcePorts] = []
     for start, stop in pairwise(edges):
-        covering = [net for r, net in pairs if r.first <= start and stop - 1 <= r.last]
-        if not covering:
+        lists = [
+            nets
+            for r, group in by_range.items()
+            if r.first <= start and stop - 1 <= r.last
+            for nets in group
+        ]
+        if not lists:
             continue
-        sources = _collapse_family(covering)
+        if len(lists) == 1 and _is_collapsed(lists[0]):
+            sources = lists[0]
+        else:
+            sources = collapse(net for nets in lists for net in nets)
         if pieces and pieces[-1].sources == sources and pieces[-1].ports.last == start - 1:
             pieces[-1] = SourcePorts(PortRange(pieces[-1].ports.first, stop - 1), sources)
         else:
@@ -122,7 +138,12 @@ def _disjoint(pairs: list[tuple[PortRange, Network]]) -> tuple[SourcePorts, ...]
     return tuple(pieces)
 
 
-def _collapse_family(networks: list[Network]) -> tuple[Network, ...]:
-    v4 = [n for n in networks if isinstance(n, IPv4Network)]
-    v6 = [n for n in networks if isinstance(n, IPv6Network)]
-    return tuple(collapse_addresses(v4)) + tuple(collapse_addresses(v6))
+def _is_collapsed(networks: tuple[Network, ...]) -> bool:
+    """Whether `networks` (one family) are sorted, and no two overlap or touch: collapse's form."""
+    previous_end = -2
+    for network in networks:
+        start = int(network.network_address)
+        if start <= previous_end + 1:
+            return False
+        previous_end = start + (1 << (network.max_prefixlen - network.prefixlen)) - 1
+    return True

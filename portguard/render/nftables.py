@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 from types import MappingProxyType
 
 from portguard import __version__
@@ -16,9 +15,11 @@ from portguard.model import (
     IcmpMode,
     Network,
     Policy,
+    PortRange,
     Proto,
 )
 from portguard.policy.load import require_linux_interfaces
+from portguard.policy.networks import collapse
 from portguard.render.deny import ban_rules, ban_sets, deny_rules, deny_sets
 from portguard.render.layout import PolicyLayout, SourcePorts, layout_policy, merge_ranges
 from portguard.render.nft_table import (
@@ -60,6 +61,8 @@ BLOCKED_SET = "blocked"  # dynamic: blocked new connections counted per protocol
 BLOCKED_SIZE = 4096
 BLOCKED_TIMEOUT = "1d"  # a port not probed for a day leaves the set
 METER_SIZE = 65535
+# Sources above which a port range gets its own address set and rule (see _split_pieces).
+PIECE_SOURCES_MAX = 64
 UNSAFE_COMMENT_CHARS = re.compile(r"[^A-Za-z0-9 _.,:;/@()+=#%*!?'<>\[\]-]")
 MAX_NFT_COMMENT = 120
 FAMILY_MATCH = MappingProxyType({4: "ip", 6: "ip6"})
@@ -87,15 +90,16 @@ def render_nftables(policy: Policy) -> str:
     return render_table(policy).text()
 
 
-def render_table(policy: Policy) -> NftTable:
+def render_table(policy: Policy, *, piece_sources_max: int = PIECE_SOURCES_MAX) -> NftTable:
     """`policy` as the typed table value that apply loads (see render/nft_table.py).
 
     The input chain judges traffic to this host. Unless `forwarded: ignore`, a forward chain
     judges the new TCP and UDP connections this host DNATs elsewhere (published ports) by the
     same allow entries and sets, on the original destination port (`ct original proto-dst`).
+    `piece_sources_max`: see _split_pieces (tests and bench/ vary it).
     """
     require_linux_interfaces(policy)
-    layout = layout_policy(policy)
+    layout = Shapes(layout_policy(policy), piece_sources_max)
     sets = [*ban_sets(), *deny_sets(policy), *_sets(layout)]
     rules: list[NftRule] = [
         *ban_rules(),
@@ -129,7 +133,30 @@ def render_table(policy: Policy) -> NftTable:
     return NftTable(header=header, sets=tuple(sets), rules=tuple(rules), forward=tuple(forward))
 
 
-def _sets(layout: PolicyLayout) -> list[NftSet]:
+@dataclass(frozen=True)
+class Shapes:
+    """The policy's layout and the size above which a port range gets its own address set."""
+
+    layout: PolicyLayout
+    piece_sources_max: int
+
+    def open_for(self, proto: Proto) -> tuple[PortRange, ...]:
+        """The ports open to anyone for `proto`."""
+        return self.layout.open_for(proto)
+
+    @property
+    def special(self) -> tuple[tuple[int, AllowRule], ...]:
+        """The entries with an interface and/or a limit."""
+        return self.layout.special
+
+    def pieces(
+        self, proto: Proto, family: int
+    ) -> tuple[tuple[SourcePorts, ...], tuple[SourcePorts, ...]]:
+        """(small, big) pieces of `proto` and `family`: see _split_pieces."""
+        return _split_pieces(self.layout.sourced_for(proto, family), self.piece_sources_max)
+
+
+def _sets(layout: Shapes) -> list[NftSet]:
     """Every named set of the table, shared by the input and forward chains."""
     sets: list[NftSet] = []
     for proto in Proto:
@@ -139,11 +166,14 @@ def _sets(layout: PolicyLayout) -> list[NftSet]:
             )
     for proto in Proto:
         for family in (4, 6):
-            elements = layout.sourced_for(proto, family)
-            if elements:
+            small, big = layout.pieces(proto, family)
+            if small:
                 kind = f"{FAMILY_TYPE[family]} . inet_service"
                 name = f"from{family}_{proto.value}"
-                sets.append(_interval_set(name, kind, _concat_elements(elements)))
+                sets.append(_interval_set(name, kind, _concat_elements(small)))
+            for index, piece in enumerate(big, start=1):
+                name = f"from{family}_{proto.value}_{index}"
+                sets.append(_interval_set(name, FAMILY_TYPE[family], piece.sources))
     for number, rule in layout.special:
         sets.extend(_special_sets(number, rule))
     sets.append(
@@ -158,7 +188,7 @@ def _sets(layout: PolicyLayout) -> list[NftSet]:
     return sets
 
 
-def _allow_rules(layout: PolicyLayout, port: PortMatch) -> list[NftRule]:
+def _allow_rules(layout: Shapes, port: PortMatch) -> list[NftRule]:
     """The allow entries' rules, matching the destination port the way `port` says."""
     rules: list[NftRule] = []
     for proto in Proto:
@@ -166,9 +196,13 @@ def _allow_rules(layout: PolicyLayout, port: PortMatch) -> list[NftRule]:
             rules.append(_rule(port.for_proto(proto.value), SetRef(f"open_{proto.value}"), ACCEPT))
     for proto in Proto:
         for family in (4, 6):
-            if layout.sourced_for(proto, family):
+            small, big = layout.pieces(proto, family)
+            if small:
                 match = port.for_proto(proto.value, f"{FAMILY_MATCH[family]} saddr . ")
                 rules.append(_rule(match, SetRef(f"from{family}_{proto.value}"), ACCEPT))
+            for index, piece in enumerate(big, start=1):
+                match = f"{port.for_proto(proto.value)}{piece.ports} {FAMILY_MATCH[family]} saddr "
+                rules.append(_rule(match, SetRef(f"from{family}_{proto.value}_{index}"), ACCEPT))
     for number, rule in layout.special:
         rules.extend(_special_rules(number, rule, port))
     return rules
@@ -246,6 +280,21 @@ def _interval_set(name: str, kind: str, elements: Iterable[object]) -> NftSet:
     return NftSet(name, kind, "interval", tuple(str(item) for item in elements))
 
 
+def _split_pieces(
+    pieces: tuple[SourcePorts, ...], most: int
+) -> tuple[tuple[SourcePorts, ...], tuple[SourcePorts, ...]]:
+    """(small, big): pieces for the shared `saddr . dport` set, and those with a set each.
+
+    A concatenated interval set (pipapo) costs more per packet the more elements it holds;
+    a plain address interval set (rbtree) only O(log n). So a port range open to more than
+    `most` (PIECE_SOURCES_MAX) sources gets its own rule (`tcp dport 22 ip saddr @from4_tcp_1`) and
+    address set: the per-packet cost stays flat as `from` lists grow (docs/benchmarks.md).
+    """
+    small = tuple(p for p in pieces if len(p.sources) <= most)
+    big = tuple(p for p in pieces if len(p.sources) > most)
+    return small, big
+
+
 def _concat_elements(elements: tuple[SourcePorts, ...]) -> Iterable[str]:
     for element in elements:
         for network in element.sources:
@@ -320,9 +369,7 @@ def _special_rules(number: int, rule: AllowRule, port: PortMatch) -> list[NftRul
 
 def _collapsed(networks: tuple[Network, ...], family: int) -> list[Network]:
     """The networks of one IP family, merged so that no two overlap."""
-    if family == 4:
-        return list(collapse_addresses(n for n in networks if isinstance(n, IPv4Network)))
-    return list(collapse_addresses(n for n in networks if isinstance(n, IPv6Network)))
+    return list(collapse(n for n in networks if n.version == family))
 
 
 def _icmp_rules(mode: IcmpMode) -> list[str]:
