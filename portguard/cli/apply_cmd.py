@@ -89,7 +89,7 @@ def apply(
     if confirm is None and (proof := proven_unchanged(str(policy), state)) is not None:
         # Inputs and live ruleset provably as recorded (portguard/noop.py): no rule changes,
         # so nobody can be cut off and there is nothing to load, render or list.
-        _print_warning_lines(proof.warnings, proof.omitted_warnings)
+        _print_warning_count(len(proof.warnings) + proof.omitted_warnings)
         out(f"{policy}: unchanged, nothing to do")
         return 0
     loaded, target = load_target(policy)
@@ -98,9 +98,8 @@ def apply(
     plan = plan_change(target, gather_facts(kernel, state))
     if plan.kernel_change or plan.record_change:
         print_warnings(loaded.warnings, loaded.omitted_warnings)
-    elif loaded.warnings:  # an unchanged re-apply: the warnings were shown when it went in
-        count = len(loaded.warnings) + loaded.omitted_warnings
-        err(f"portguard: {count} lint warning{'' if count == 1 else 's'} (see `portguard check`)")
+    else:  # an unchanged re-apply: the warnings were shown when it went in
+        _print_warning_count(len(loaded.warnings) + loaded.omitted_warnings)
     print_warnings_text(plan.facts.records.warnings)
     # What the admin confirmed is what goes in: after a prompt, a table that changed in the
     # meantime stops the apply. Unprompted, the plan is made again under the lock.
@@ -124,12 +123,10 @@ def apply(
     return 0
 
 
-def _print_warning_lines(lines: tuple[str, ...], omitted: int) -> None:
-    """Lint warnings recorded as text, printed as print_warnings prints them."""
-    for line in lines:
-        err(line)
-    if omitted:
-        err(f"portguard: \u2026 and {omitted} more warning{'' if omitted == 1 else 's'}")
+def _print_warning_count(count: int) -> None:
+    """An unchanged re-apply names how many lint warnings there are, not each one again."""
+    if count:
+        err(f"portguard: {count} lint warning{'' if count == 1 else 's'} (see `portguard check`)")
 
 
 def _record_noop_proof(
