@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from portguard.backends import nftables as nftables_backend
+from portguard.cli import windows_cmds
 from tests.faultlab import PORTS, FaultLab
 from tests.netns import Lab, Netns, can_make_netns, lab, throwaway_netns
 from tests.probe import listeners
+from tests.windows_fake import FakeFirewall
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,3 +55,18 @@ def fl(probe_lab: FaultLab) -> FaultLab:
     """The module's lab with no portguard table, as each test starts."""
     probe_lab.reset()
     return probe_lab
+
+
+@pytest.fixture
+def firewall(monkeypatch: pytest.MonkeyPatch) -> FakeFirewall:
+    """Pretend to be Windows with a fake Windows Firewall; nftables use fails the test."""
+    fake = FakeFirewall()
+
+    def no_nftables() -> None:
+        raise AssertionError("nftables must not be used on Windows")
+
+    monkeypatch.setattr(windows_cmds, "on_windows", lambda: True)
+    monkeypatch.setattr(windows_cmds, "windows_runner", lambda: fake)
+    monkeypatch.setattr(nftables_backend, "open_nftables", no_nftables)
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    return fake

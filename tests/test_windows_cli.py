@@ -10,26 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from portguard.backends import nftables as nftables_backend
-from portguard.cli import main, windows_cmds
+from portguard.cli import main
 from tests.windows_fake import OTHER_RULE, RDP_RULE, FakeFirewall
 
 POLICY = "version: 1\nallow:\n  - port: [80, 443]\n  - port: 22\n    from: [192.0.2.0/24]\n"
-
-
-@pytest.fixture
-def firewall(monkeypatch: pytest.MonkeyPatch) -> FakeFirewall:
-    """Pretend to be Windows with a fake Windows Firewall; nftables use fails the test."""
-    fake = FakeFirewall()
-
-    def no_nftables() -> None:
-        raise AssertionError("nftables must not be used on Windows")
-
-    monkeypatch.setattr(windows_cmds, "on_windows", lambda: True)
-    monkeypatch.setattr(windows_cmds, "windows_runner", lambda: fake)
-    monkeypatch.setattr(nftables_backend, "open_nftables", no_nftables)
-    monkeypatch.delenv("SSH_CONNECTION", raising=False)
-    return fake
 
 
 def test_apply_then_reapply_on_windows(

@@ -14,10 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from portguard.backends import nftables as nftables_backend
 from portguard.backends.divert import EnforcerState, _judge
 from portguard.backends.windows import WindowsFirewallError, interface_aliases
-from portguard.cli import main, windows_cmds
+from portguard.cli import main
 from portguard.facts.windows import sessions_from_connections
 from portguard.lockout import refusal_reason, session_warnings, sessions_cut
 from portguard.policy import load_policy
@@ -28,21 +27,6 @@ LIMITED = (
     "version: 1\ndefault: reject\nlog: true\nallow:\n  - port: 22\n    limit: 5/minute\n"
     "  - port: 443\n"
 )
-
-
-@pytest.fixture
-def firewall(monkeypatch: pytest.MonkeyPatch) -> FakeFirewall:
-    """Pretend to be Windows with a fake Windows Firewall; nftables use fails the test."""
-    fake = FakeFirewall()
-
-    def no_nftables() -> None:
-        raise AssertionError("nftables must not be used on Windows")
-
-    monkeypatch.setattr(windows_cmds, "on_windows", lambda: True)
-    monkeypatch.setattr(windows_cmds, "windows_runner", lambda: fake)
-    monkeypatch.setattr(nftables_backend, "open_nftables", no_nftables)
-    monkeypatch.delenv("SSH_CONNECTION", raising=False)
-    return fake
 
 
 def test_apply_prints_what_windows_cannot_express(

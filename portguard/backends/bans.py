@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, ip_network
 
 from portguard.backends.nftables import NO_SUCH_OBJECT, KernelRefused, NftKernel, refused
 from portguard.errors import PortguardError
 from portguard.model import Network
+from portguard.policy.networks import subnet_of
 from portguard.render.nft_table import PERSISTENT_SETS, TABLE_REF, NftTable
 
 __all__ = [
@@ -150,10 +151,12 @@ def add_ban(
     live = read_bans(kernel)
     if live is None:
         raise BanError("no portguard table with ban sets is loaded; run 'portguard apply' first")
-    wider = [b.network for b in live if _inside(network, b.network) and b.network != network]
+    wider = [b.network for b in live if subnet_of(network, b.network) and b.network != network]
     if wider:
         raise BanError(f"{network} is already banned as part of {wider[0]}")
-    folded = tuple(b.network for b in live if _inside(b.network, network) and b.network != network)
+    folded = tuple(
+        b.network for b in live if subnet_of(b.network, network) and b.network != network
+    )
     name = set_for(network)
     if folded:
         # nft checks an added interval against the committed set, so the narrower bans must
@@ -175,7 +178,7 @@ def remove_ban(kernel: NftKernel, network: Network) -> None:
     if live is None:
         raise BanError("no portguard table with ban sets is loaded; nothing is banned")
     if not any(b.network == network for b in live):
-        holder = [b.network for b in live if _inside(network, b.network)]
+        holder = [b.network for b in live if subnet_of(network, b.network)]
         hint = f" (it is inside the ban on {holder[0]}; unban that)" if holder else ""
         raise NotBanned(f"{network} is not banned{hint}")
     try:
@@ -197,11 +200,3 @@ def readd_bans(kernel: NftKernel, table: NftTable) -> str:
     return "".join(
         f"add element {TABLE_REF} {set_for(b.network)} {{ {_element(b)} }}\n" for b in live
     )
-
-
-def _inside(inner: Network, outer: Network) -> bool:
-    if isinstance(inner, IPv4Network) and isinstance(outer, IPv4Network):
-        return inner.subnet_of(outer)
-    if isinstance(inner, IPv6Network) and isinstance(outer, IPv6Network):
-        return inner.subnet_of(outer)
-    return False

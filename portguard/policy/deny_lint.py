@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 
 from portguard.model import LintWarning, Network, Policy
+from portguard.policy.networks import subnet_of
 
 __all__ = ["deny_warnings"]
 
@@ -52,15 +53,6 @@ class _DenyIndex:
     def first_item(policy: Policy, net: Network) -> str:
         """` by deny 'NAME' (line N)` for the first deny item that holds `net`, else ""."""
         for item in policy.deny:
-            if any(_inside(net, d) for d in item.networks):
+            if any(subnet_of(net, d) for d in item.networks):
                 return f" by deny '{item.name}' (line {item.location.line})"
         return ""
-
-
-def _inside(inner: Network, outer: Network) -> bool:
-    """Whether `inner` is a subnet of `outer` (False across families)."""
-    if isinstance(inner, IPv4Network) and isinstance(outer, IPv4Network):
-        return inner.subnet_of(outer)
-    if isinstance(inner, IPv6Network) and isinstance(outer, IPv6Network):
-        return inner.subnet_of(outer)
-    return False

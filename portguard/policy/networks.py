@@ -21,6 +21,7 @@ __all__ = [
     "collapse",
     "collapse_parts",
     "parse_network",
+    "subnet_of",
     "to_network",
 ]
 
@@ -141,3 +142,12 @@ def _flush(first: NetworkParts | _Item, single: bool, high: int, out: list[Netwo
                 ipaddress.IPv6Address(low), ipaddress.IPv6Address(high)
             )
         )
+
+
+def subnet_of(inner: Network, outer: Network) -> bool:
+    """Whether `inner` lies inside `outer` (False across IP families)."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
