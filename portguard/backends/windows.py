@@ -129,11 +129,12 @@ class WindowsStatus:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What apply did: the generation now live, rules added and rules removed."""
+    """What apply did: the generation now live, rules added and removed, profile warnings."""
 
     generation: str
     added: int
     removed: int
+    warnings: tuple[str, ...] = ()  # profiles or Group Policy that undo the rules
 
     @property
     def changed(self) -> bool:
@@ -229,7 +230,9 @@ def apply_windows(policy: Policy, runner: Runner) -> ApplyResult:
     live = read_firewall(runner)
     current = _rules_in_sync(ruleset, live)
     if current is not None:
-        return ApplyResult(generation(ruleset.fingerprint, current), added=0, removed=0)
+        return ApplyResult(
+            generation(ruleset.fingerprint, current), 0, 0, profile_causes(live.profiles)
+        )
     busy = {_generation_of(name) for name in live.names}
     free = [s for s in SLOTS if generation(ruleset.fingerprint, s) not in busy]
     if not free:
@@ -259,7 +262,7 @@ def apply_windows(policy: Policy, runner: Runner) -> ApplyResult:
             "after apply the portguard group holds rules other than the policy's;"
             " both generations stay in force (the stricter applies); run apply again"
         )
-    return ApplyResult(generation=gen, added=len(ruleset.rules), removed=len(old))
+    return ApplyResult(gen, len(ruleset.rules), len(old), profile_causes(final.profiles))
 
 
 def remove_windows(runner: Runner) -> int:

@@ -48,8 +48,7 @@ def apply_on_windows(path: Path, policy: Policy) -> int:
     """
     for note in build_windows_rules(policy).notes:
         err(f"portguard: note: {note}")
-    runner = windows_runner()
-    result = apply_windows(policy, runner)
+    result = apply_windows(policy, windows_runner())
     if result.changed:
         out(
             f"{path}: applied as Windows Firewall generation {result.generation}"
@@ -57,7 +56,7 @@ def apply_on_windows(path: Path, policy: Policy) -> int:
         )
     else:
         out(f"{path}: unchanged, nothing to do")
-    for cause in windows_status(policy, runner).causes:
+    for cause in result.warnings:
         err(f"portguard: warning: {cause}")  # profiles or Group Policy that undo the rules
     return 0
 
