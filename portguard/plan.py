@@ -21,7 +21,7 @@ from portguard.model import (
     Proto,
 )
 from portguard.policy.lint import TROJAN_PORTS
-from portguard.render.layout import merge_ranges
+from portguard.render.layout import complement, merge_ranges
 from portguard.verdict import LOOPBACK_INTERFACE, interface_matches
 
 __all__ = [
@@ -389,17 +389,10 @@ def _idle_allows(policy: Policy, sockets: tuple[ListeningSocket, ...]) -> tuple[
     return tuple(idle)
 
 
-def _unused(ports: PortRange, used: list[int]) -> list[PortRange]:
+def _unused(ports: PortRange, used: list[int]) -> tuple[PortRange, ...]:
     """The parts of `ports` not in the sorted list `used`."""
-    gaps: list[PortRange] = []
-    start = ports.first
-    for port in used[bisect_left(used, ports.first) : bisect_right(used, ports.last)]:
-        if port > start:
-            gaps.append(PortRange(start, port - 1))
-        start = port + 1
-    if start <= ports.last:
-        gaps.append(PortRange(start, ports.last))
-    return gaps
+    inside = used[bisect_left(used, ports.first) : bisect_right(used, ports.last)]
+    return complement([PortRange(p, p) for p in inside], ports.first, ports.last)
 
 
 def socket_json(judged: SocketPlan | ListeningSocket) -> dict[str, object]:
@@ -415,9 +408,7 @@ def socket_json(judged: SocketPlan | ListeningSocket) -> dict[str, object]:
         "v6only": sock.v6only,
     }
     if isinstance(judged, SocketPlan):
-        data["verdict"] = judged.verdict.value
-        data["from_anywhere"] = judged.from_anywhere
-        data["allowed_by"] = list(judged.allowed_by)
+        data.update(_verdict_json(judged))
     data["trojan"] = trojan_name(sock.port)
     return data
 
@@ -432,10 +423,17 @@ def published_json(judged: PublishedPlan | PublishedPort) -> dict[str, object]:
         "table": port.table,
     }
     if isinstance(judged, PublishedPlan):
-        data["verdict"] = judged.verdict.value
-        data["from_anywhere"] = judged.from_anywhere
-        data["allowed_by"] = list(judged.allowed_by)
+        data.update(_verdict_json(judged))
     return data
+
+
+def _verdict_json(judged: SocketPlan | PublishedPlan) -> dict[str, object]:
+    """The verdict fields shared by a judged socket's and a judged published port's JSON."""
+    return {
+        "verdict": judged.verdict.value,
+        "from_anywhere": judged.from_anywhere,
+        "allowed_by": list(judged.allowed_by),
+    }
 
 
 def plan_json(plan: Plan) -> dict[str, object]:

@@ -57,7 +57,6 @@ TROJAN_PORTS: tuple[tuple[int, str], ...] = (
     (65000, "Devil"),
 )
 ALL_PORTS = PortRange(1, MAX_PORT)
-IPV6 = 6
 IPV4_MAPPED = IPv6Network("::ffff:0:0/96")  # ::ffff:a.b.c.d; the kernel sees IPv4 as IPv4
 MAX_WARNINGS_PER_KIND = 50
 SINGLE_HOSTS_NAMED = 3
