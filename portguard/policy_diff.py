@@ -34,6 +34,7 @@ __all__ = [
     "SpaceChange",
     "diff_json",
     "diff_policies",
+    "space_change_json",
     "subtract_networks",
 ]
 
@@ -317,26 +318,28 @@ def _rules_only(policy: Policy) -> str:
     return "".join(line for line in lines if not line.startswith("#"))
 
 
+def space_change_json(item: SpaceChange) -> dict[str, object]:
+    """One opened or closed space as JSON: proto, ports, from, interface."""
+    return {
+        "proto": item.proto.value,
+        "ports": item.ports_text,
+        "from": list(item.sources),
+        "interface": item.interface,
+    }
+
+
 def diff_json(diff: PolicyDiff) -> dict[str, object]:
     """The diff as DESIGN §5's JSON object: opened, closed, lint changes, ruleset diff.
 
     A key "forwarded": {"old", "new"} is present only when `forwarded` changes.
     """
 
-    def change(item: SpaceChange) -> dict[str, object]:
-        return {
-            "proto": item.proto.value,
-            "ports": item.ports_text,
-            "from": list(item.sources),
-            "interface": item.interface,
-        }
-
     data: dict[str, object] = {
         "old": diff.old_path,
         "new": diff.new_path,
         "changed": diff.changed,
-        "opened": [change(c) for c in diff.opened],
-        "closed": [change(c) for c in diff.closed],
+        "opened": [space_change_json(c) for c in diff.opened],
+        "closed": [space_change_json(c) for c in diff.closed],
     }
     if diff.forwarded_change is not None:
         data["forwarded"] = {

@@ -18,7 +18,7 @@ from portguard.errors import PortguardError
 from portguard.facts.ruleset import LiveTable
 from portguard.model import Policy
 from portguard.policy import parse_policy
-from portguard.policy_diff import SpaceChange, diff_policies
+from portguard.policy_diff import SpaceChange, diff_policies, space_change_json
 from portguard.render.nft_table import NftTable
 from portguard.state import Records
 
@@ -60,17 +60,7 @@ def rules_change_json(change: RulesChange) -> dict[str, object]:
     """The change as plan JSON's keys `rules` ({"before", "after"}), `opened` and `closed`."""
 
     def spaces(items: tuple[SpaceChange, ...] | None) -> list[dict[str, object]] | None:
-        if items is None:
-            return None
-        return [
-            {
-                "proto": c.proto.value,
-                "ports": c.ports_text,
-                "from": list(c.sources),
-                "interface": c.interface,
-            }
-            for c in items
-        ]
+        return None if items is None else [space_change_json(c) for c in items]
 
     return {
         "rules": {"before": change.before, "after": change.after},
