@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator
-from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 
 from portguard.model import LintWarning, Network, Policy
-from portguard.policy.networks import subnet_of
+from portguard.policy.networks import collapse, subnet_of
 
 __all__ = ["deny_warnings"]
 
@@ -38,9 +37,8 @@ class _DenyIndex:
     """The denied networks collapsed per family and sorted: containment by one bisection."""
 
     def __init__(self, networks: tuple[Network, ...]) -> None:
-        v4 = list(collapse_addresses(n for n in networks if isinstance(n, IPv4Network)))
-        v6 = list(collapse_addresses(n for n in networks if isinstance(n, IPv6Network)))
-        self._nets: dict[int, list[Network]] = {4: list(v4), 6: list(v6)}
+        collapsed = collapse(networks)
+        self._nets = {f: [n for n in collapsed if n.version == f] for f in (4, 6)}
         self._starts = {f: [int(n.network_address) for n in nets] for f, nets in self._nets.items()}
 
     def covers(self, net: Network) -> bool:

@@ -9,10 +9,10 @@ and every allow entry.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 from types import MappingProxyType
 
 from portguard.model import Network, Policy
+from portguard.policy.networks import collapse
 from portguard.render.nft_table import NftRule, NftSet, SetRef
 
 __all__ = ["BAN_SETS", "ban_rules", "ban_sets", "deny_rules", "deny_sets"]
@@ -52,7 +52,6 @@ def deny_rules(policy: Policy) -> list[NftRule]:
 
 def _denied(policy: Policy) -> list[tuple[int, list[Network]]]:
     """The denied networks per family, merged so that no two overlap (interval sets)."""
-    denied = policy.denied()
-    v4: list[Network] = list(collapse_addresses(n for n in denied if isinstance(n, IPv4Network)))
-    v6: list[Network] = list(collapse_addresses(n for n in denied if isinstance(n, IPv6Network)))
-    return [(family, nets) for family, nets in ((4, v4), (6, v6)) if nets]
+    denied = collapse(policy.denied())
+    per_family = ((f, [n for n in denied if n.version == f]) for f in (4, 6))
+    return [(family, nets) for family, nets in per_family if nets]

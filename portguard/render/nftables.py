@@ -20,7 +20,14 @@ from portguard.model import (
 )
 from portguard.policy.load import require_linux_interfaces
 from portguard.policy.networks import collapse
-from portguard.render.deny import ban_rules, ban_sets, deny_rules, deny_sets
+from portguard.render.deny import (
+    FAMILY_MATCH,
+    FAMILY_TYPE,
+    ban_rules,
+    ban_sets,
+    deny_rules,
+    deny_sets,
+)
 from portguard.render.layout import PolicyLayout, SourcePorts, layout_policy, merge_ranges
 from portguard.render.nft_table import (
     CHAIN_NAME,
@@ -65,8 +72,6 @@ METER_SIZE = 65535
 PIECE_SOURCES_MAX = 64
 UNSAFE_COMMENT_CHARS = re.compile(r"[^A-Za-z0-9 _.,:;/@()+=#%*!?'<>\[\]-]")
 MAX_NFT_COMMENT = 120
-FAMILY_MATCH = MappingProxyType({4: "ip", 6: "ip6"})
-FAMILY_TYPE = MappingProxyType({4: "ipv4_addr", 6: "ipv6_addr"})
 FAMILY_NFPROTO = MappingProxyType({4: "ipv4", 6: "ipv6"})
 METER_TIMEOUT = MappingProxyType({"second": "1m", "minute": "1m", "hour": "1h", "day": "1d"})
 
