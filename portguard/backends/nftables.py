@@ -158,7 +158,7 @@ class NftKernel:
         """The stateless text listing of the table (None when absent), minus meter elements."""
         self.handle.set_stateless_output(True)
         try:
-            text = self._list()
+            text = self.stateful_listing()
         finally:
             self.handle.set_stateless_output(False)
         return None if text is None else without_dynamic_elements(text)
@@ -172,7 +172,9 @@ class NftKernel:
             return False
         raise refused(f"delete {TABLE_REF}", error)
 
-    def _list(self) -> str | None:
+    def stateful_listing(self) -> str | None:
+        """The table's text listing in the handle's output mode (None when absent): stateful,
+        counter values included, except inside `listing`."""
         rc, output, error = self.handle.cmd(f"list {TABLE_REF}")
         if rc != 0:
             if NO_SUCH_OBJECT in error:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from portguard.backends.nftables import NO_SUCH_OBJECT, NftKernel, refused
-from portguard.render.nft_table import GENERATIONS, TABLE_REF
+from portguard.backends.nftables import NftKernel
+from portguard.facts.ruleset import SET_REFERENCE, listing_lines
+from portguard.render.nft_table import GENERATIONS
 
 __all__ = ["BlockedPort", "LiveCounters", "RuleCounter", "parse_counters", "read_counters"]
 
 COUNTER = re.compile(r"counter packets (\d+) bytes (\d+)")
 BRACES = re.compile(r"\{[^{}]*\}")
-SET_REFERENCE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 BLOCKED_ELEMENT = re.compile(
     r"\b(tcp|udp) \. (\d+)\b[^,}]*?counter packets (\d+) bytes (\d+)", re.DOTALL
 )
@@ -53,12 +53,8 @@ class LiveCounters:
 def read_counters(kernel: NftKernel) -> LiveCounters | None:
     """The counters of the live table (None when there is no portguard table)."""
     kernel.handle.set_stateless_output(False)
-    rc, output, error = kernel.handle.cmd(f"list table {TABLE_REF}")
-    if rc != 0:
-        if NO_SUCH_OBJECT in str(error):
-            return None
-        raise refused(f"list table {TABLE_REF}", str(error))
-    return parse_counters(str(output))
+    listing = kernel.stateful_listing()
+    return None if listing is None else parse_counters(listing)
 
 
 def parse_counters(listing: str) -> LiveCounters:
@@ -67,12 +63,9 @@ def parse_counters(listing: str) -> LiveCounters:
     blocked: dict[tuple[str, int], int] = {}
     block: tuple[str, str] | None = None
     set_text: list[str] = []
-    for line in listing.splitlines():
-        depth = len(line) - len(line.lstrip("\t"))
-        text = line.strip()
-        if depth == 1 and text.endswith("{"):
-            kind, _, rest = text.partition(" ")
-            block = (kind, rest.removesuffix("{").strip())
+    for depth, text, opened in listing_lines(listing):
+        if opened is not None:
+            block = opened
             set_text = []
             continue
         if depth == 1 and text == "}" and block is not None:

@@ -8,6 +8,7 @@ from it (never from portguard's own rendered text).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from portguard.backends.nftables import NftKernel
@@ -15,7 +16,7 @@ from portguard.render.nft_table import CHAIN_NAME, FORWARD_CHAIN, GENERATIONS, M
 
 SET_REFERENCE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 
-__all__ = ["LiveTable", "parse_live_table", "read_live_table"]
+__all__ = ["LiveTable", "listing_lines", "parse_live_table", "read_live_table"]
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,10 @@ def parse_live_table(listing: str) -> LiveTable:
     marker: str | None = None
     foreign = has_chain = has_forward = seen_rule = False
     block: tuple[str, str] | None = None
-    for line in listing.splitlines():
-        depth = len(line) - len(line.lstrip("\t"))
-        text = line.strip()
-        if depth == 1 and text.endswith("{"):
-            kind, _, rest = text.partition(" ")
-            block = (kind, rest.removesuffix("{").strip())
+    for depth, text, opened in listing_lines(listing):
+        if opened is not None:
+            block = opened
+            kind = opened[0]
             if kind == "set":
                 set_names.append(block[1])
             elif kind == "chain" and block[1] == CHAIN_NAME:
@@ -99,6 +98,19 @@ def parse_live_table(listing: str) -> LiveTable:
         has_chain=has_chain,
         has_forward=has_forward,
     )
+
+
+def listing_lines(listing: str) -> Iterator[tuple[int, str, tuple[str, str] | None]]:
+    """Each line of nft's tab-indented listing: its depth, its text, and the (kind, name) of
+    the table object whose block it opens (None for any other line)."""
+    for line in listing.splitlines():
+        depth = len(line) - len(line.lstrip("\t"))
+        text = line.strip()
+        opened = None
+        if depth == 1 and text.endswith("{"):
+            kind, _, rest = text.partition(" ")
+            opened = (kind, rest.removesuffix("{").strip())
+        yield depth, text, opened
 
 
 def _split_comment(rule: str) -> tuple[str, str | None]:
