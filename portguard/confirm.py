@@ -34,7 +34,7 @@ from portguard.backends.nftables import NftKernel
 from portguard.drift import table_in_force
 from portguard.errors import PortguardError
 from portguard.render.nft_table import table_from_json
-from portguard.state import Action, StateDir, StateError
+from portguard.state import Action, StateDir, StateError, text_field
 
 __all__ = [
     "CONFIRM_FILE",
@@ -148,14 +148,14 @@ def read_confirm(state: StateDir) -> PendingConfirm | None:
         table = data.get("revert_table")
         pid = data.get("reverter_pid")
         pending = PendingConfirm(
-            token=_text(data, "token"),
-            deadline=_text(data, "deadline"),
-            awaiting_digest=_text(data, "awaiting_digest"),
-            awaiting_path=_text(data, "awaiting_path"),
+            token=text_field(data, "token"),
+            deadline=text_field(data, "deadline"),
+            awaiting_digest=text_field(data, "awaiting_digest"),
+            awaiting_path=text_field(data, "awaiting_path"),
             revert_to=Target(
                 None if table is None else table_from_json(table),
-                _text(data, "revert_policy_path"),
-                _text(data, "revert_policy_text"),
+                text_field(data, "revert_policy_path"),
+                text_field(data, "revert_policy_text"),
                 Action.REVERT,
             ),
             reverter_pid=pid if isinstance(pid, int) else None,
@@ -265,10 +265,3 @@ def stop_reverter(pid: int | None) -> None:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             return
-
-
-def _text(data: dict[str, object], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise ValueError(f"no text field {key!r}")
-    return value

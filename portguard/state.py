@@ -34,6 +34,7 @@ __all__ = [
     "default_state_dir",
     "listing_digest",
     "now_text",
+    "text_field",
 ]
 
 STATE_DIR_ENV = "PORTGUARD_STATE_DIR"
@@ -169,10 +170,10 @@ class StateDir:
         try:
             table = data.get("table")
             return PendingChange(
-                policy_path=_field(data, "policy_path"),
-                policy_text=_field(data, "policy_text"),
+                policy_path=text_field(data, "policy_path"),
+                policy_text=text_field(data, "policy_text"),
                 table=None if table is None else table_from_json(table),
-                started_at=_field(data, "started_at"),
+                started_at=text_field(data, "started_at"),
             )
         except ValueError as error:
             raise StateError(f"{self.path / PENDING_FILE}: damaged record: {error}") from None
@@ -262,18 +263,18 @@ class StateDir:
             return None
         path = self.path / name
         try:
-            listing = _field(data, "listing")
+            listing = text_field(data, "listing")
             if listing_digest(listing) != data.get("listing_sha256"):
                 raise ValueError("listing does not match its sha256")
             table = table_from_json(data.get("table"))
             if table.digest != data.get("digest"):
                 raise ValueError("table does not match its digest")
             return AppliedState(
-                policy_path=_field(data, "policy_path"),
-                policy_text=_field(data, "policy_text"),
+                policy_path=text_field(data, "policy_path"),
+                policy_text=text_field(data, "policy_text"),
                 table=table,
                 listing=listing,
-                applied_at=_field(data, "applied_at"),
+                applied_at=text_field(data, "applied_at"),
                 source=Action(str(data.get("source", Action.APPLY.value))),
             )
         except ValueError as error:
@@ -344,7 +345,8 @@ def _applied_json(applied: AppliedState) -> dict[str, object]:
     }
 
 
-def _field(data: Mapping[str, object], key: str) -> str:
+def text_field(data: Mapping[str, object], key: str) -> str:
+    """A record's text field; ValueError when it is missing or not text."""
     value = data.get(key)
     if not isinstance(value, str):
         raise ValueError(f"no text field {key!r}")

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from portguard.errors import PortguardError
+from portguard.state import StateDir
 from portguard.stats import StatsBaseline
 
 __all__ = ["BASELINE_FILE", "read_baseline", "write_atomically", "write_baseline"]
@@ -34,13 +35,12 @@ def read_baseline(state_dir: Path) -> StatsBaseline | None:
 
 def write_baseline(state_dir: Path, baseline: StatsBaseline) -> None:
     """Record `baseline` (atomically) in the state dir, made 0700 if absent."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = {
         "digest": baseline.digest,
         "rules": [[c, list(names), p, b] for c, names, p, b in baseline.rules],
         "blocked": [list(item) for item in baseline.blocked],
     }
-    write_atomically(state_dir / BASELINE_FILE, json.dumps(data) + "\n", mode=0o600)
+    StateDir(state_dir).write_json_record(BASELINE_FILE, data)
 
 
 def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
