@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -12,18 +11,12 @@ import typer
 from portguard.backends.bans import Ban, BanError, NotBanned, duration_seconds, read_bans
 from portguard.backends.nftables import open_kernel
 from portguard.ban import ban, parse_target, unban
+from portguard.cli.formats import TableFormat, TableFormatOption
 from portguard.cli.output import out, print_warnings_text
 from portguard.cli.state_options import StateDirOption, open_state_dir
 from portguard.lockout import parse_ssh_connection
 
 __all__ = ["register"]
-
-
-class BansFormat(StrEnum):
-    """Output formats of `bans`."""
-
-    TABLE = "table"
-    JSON = "json"
 
 
 def ban_command(
@@ -80,15 +73,13 @@ def unban_command(
 
 
 def bans_command(
-    output_format: Annotated[
-        BansFormat, typer.Option("--format", "-f", help="table or json.")
-    ] = BansFormat.TABLE,
+    output_format: TableFormatOption = TableFormat.TABLE,
 ) -> None:
     """List the live bans, with the time each has left."""
     live = read_bans(open_kernel())
     if live is None:
         raise BanError("no portguard table with ban sets is loaded; nothing is banned")
-    if output_format is BansFormat.JSON:
+    if output_format is TableFormat.JSON:
         out(json.dumps({"bans": [b.to_json() for b in live]}, indent=2))
         return
     if not live:

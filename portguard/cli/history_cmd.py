@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from portguard.cli.formats import TableFormat, TableFormatOption
 from portguard.cli.output import out, printable
 from portguard.cli.state_options import StateDirOption, open_state_dir
 from portguard.cli.tables import print_table
@@ -18,17 +18,8 @@ __all__ = ["register"]
 SHA_CHARS = 12
 
 
-class HistoryFormat(StrEnum):
-    """Output formats of `history`."""
-
-    TABLE = "table"
-    JSON = "json"
-
-
 def history(
-    output_format: Annotated[
-        HistoryFormat, typer.Option("--format", "-f", help="table or json.")
-    ] = HistoryFormat.TABLE,
+    output_format: TableFormatOption = TableFormat.TABLE,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, help="Show at most this many rows.")
     ] = 20,
@@ -36,7 +27,7 @@ def history(
 ) -> int:
     """List the rule changes portguard executed: apply, boot, fallback, revert, rollback, remove."""
     entries = History.of(open_state_dir(state_dir)).entries(limit)
-    if output_format is HistoryFormat.JSON:
+    if output_format is TableFormat.JSON:
         out(json.dumps([_json(entry) for entry in entries], indent=2))
         return 0
     rows = [

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from portguard.backends.nftables import NftablesUnavailable
+from portguard.cli.formats import TableFormat, TableFormatOption
 from portguard.cli.output import err, out, print_warnings
 from portguard.cli.tables import print_table
 from portguard.facts import PublishedPort, listening_sockets, published_ports
@@ -27,18 +27,11 @@ from portguard.plan import (
 )
 from portguard.policy import load_policy
 
-__all__ = ["PortsFormat", "published_rows", "read_published_or_note", "register", "socket_rows"]
+__all__ = ["published_rows", "read_published_or_note", "register", "socket_rows"]
 
 HEADERS = ("proto", "address", "port", "pid", "process", "exposed")
 PUBLISHED_HEADERS = ("proto", "port", "to", "table")
 PUBLISHED_TITLE = "Published ports (DNAT)"
-
-
-class PortsFormat(StrEnum):
-    """Output formats of `ports`."""
-
-    TABLE = "table"
-    JSON = "json"
 
 
 def ports(
@@ -46,9 +39,7 @@ def ports(
         Path | None,
         typer.Option("--policy", "-p", help="Judge each socket against this policy."),
     ] = None,
-    output_format: Annotated[
-        PortsFormat, typer.Option("--format", "-f", help="table or json.")
-    ] = PortsFormat.TABLE,
+    output_format: TableFormatOption = TableFormat.TABLE,
 ) -> int:
     """List TCP listeners and bound UDP sockets with their processes (as netstat -anob)."""
     loaded = load_policy(policy) if policy is not None else None
@@ -62,7 +53,7 @@ def ports(
         index = reach_index(loaded.policy)
         sockets = [judge_socket(loaded.policy, s, index) for s in found]
         forwarded = [judge_published(loaded.policy, p, index) for p in published]
-    if output_format is PortsFormat.JSON:
+    if output_format is TableFormat.JSON:
         data = {
             "sockets": [socket_json(s) for s in sockets],
             "published": [published_json(p) for p in forwarded],

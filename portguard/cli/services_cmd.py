@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
-from typing import Annotated
 
 import typer
 
+from portguard.cli.formats import TableFormat, TableFormatOption
 from portguard.cli.output import out
 from portguard.cli.tables import print_table
 from portguard.model import Proto
@@ -19,23 +18,14 @@ __all__ = ["register"]
 HEADERS = ("SERVICE", "TCP", "UDP", "DESCRIPTION")
 
 
-class ServicesFormat(StrEnum):
-    """Output formats of `services`."""
-
-    TABLE = "table"
-    JSON = "json"
-
-
 def services(
-    output_format: Annotated[
-        ServicesFormat, typer.Option("--format", "-f", help="table or json.")
-    ] = ServicesFormat.TABLE,
+    output_format: TableFormatOption = TableFormat.TABLE,
 ) -> int:
     """List the built-in service profiles (multi-port, multi-protocol) for `service:`.
 
     Any other name is looked up in /etc/services (tcp unless the entry sets proto).
     """
-    if output_format is ServicesFormat.JSON:
+    if output_format is TableFormat.JSON:
         listing = {
             name: {
                 "description": p.description,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from enum import StrEnum
-from typing import Annotated
 
 import typer
 
 from portguard.apply import gather_facts
 from portguard.backends.nftables import open_kernel
+from portguard.cli.formats import TextFormat, TextFormatOption
 from portguard.cli.output import out, print_warnings_text, printable
 from portguard.cli.state_options import StateDirOption, open_state_dir
 from portguard.drift import RulesetState, classify, unrecorded
@@ -24,17 +23,8 @@ __all__ = ["register"]
 NOT_CHECKED = "live table not checked: needs root"
 
 
-class ShowFormat(StrEnum):
-    """Output formats of `show`."""
-
-    TEXT = "text"
-    JSON = "json"
-
-
 def show(
-    output_format: Annotated[
-        ShowFormat, typer.Option("--format", "-f", help="text or json.")
-    ] = ShowFormat.TEXT,
+    output_format: TextFormatOption = TextFormat.TEXT,
     state_dir: StateDirOption = None,
 ) -> int:
     """Show the policy in force (default, icmp, each allow entry) and whether the table matches."""
@@ -42,7 +32,7 @@ def show(
     print_warnings_text(records.warnings)
     applied = records.applied
     view = None if applied is None else policy_view(*_policy_of(applied))
-    if output_format is ShowFormat.JSON:
+    if output_format is TextFormat.JSON:
         out(json.dumps(_json(applied, view, live_state, note), indent=2))
         return 0
     lines = _text(applied, view, records.removed_at)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ import typer
 from portguard.apply import RulesetFacts, gather_facts
 from portguard.backends.nftables import open_kernel
 from portguard.cli import windows_cmds
+from portguard.cli.formats import TextFormat, TextFormatOption
 from portguard.cli.output import out, print_warnings, print_warnings_text, printable
 from portguard.cli.state_options import StateDirOption, open_state_dir
 from portguard.confirm import PendingConfirm, read_confirm
@@ -27,13 +27,6 @@ EXIT_IN_SYNC = 0
 EXIT_DRIFT = 3
 
 
-class StatusFormat(StrEnum):
-    """Output formats of `status`."""
-
-    TEXT = "text"
-    JSON = "json"
-
-
 def status(
     policy: Annotated[
         Path | None,
@@ -47,9 +40,7 @@ def status(
             " last-known-good is in force after a boot fallback.",
         ),
     ] = False,
-    output_format: Annotated[
-        StatusFormat, typer.Option("--format", "-f", help="text or json.")
-    ] = StatusFormat.TEXT,
+    output_format: TextFormatOption = TextFormat.TEXT,
     state_dir: StateDirOption = None,
 ) -> int:
     """Say whether table inet portguard is loaded and matches what was applied."""
@@ -70,7 +61,7 @@ def status(
     warnings = [*facts.records.warnings, *confirm_warnings]
     applied = facts.records.applied
     fell_back = applied is not None and applied.source is Action.BOOT_FALLBACK
-    if output_format is StatusFormat.JSON:
+    if output_format is TextFormat.JSON:
         out(json.dumps(_json(verdict, facts, awaiting, warnings), indent=2))
     else:
         print_warnings_text(warnings)
