@@ -12,6 +12,12 @@ import json
 
 EXIT_CHANGES = 2
 
+# The options every module has; documented once in doc_fragments/portguard.py.
+COMMON_ARGS = {
+    "state_dir": {"type": "path"},
+    "executable": {"type": "str", "default": "portguard"},
+}
+
 
 def portguard_command(module, *args):
     """The argv for `executable ARGS... [--state-dir DIR]`."""

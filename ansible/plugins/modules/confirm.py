@@ -22,17 +22,8 @@ description:
     the confirmation came too late.
 author:
   - portguard developers (@portguard)
-options:
-  state_dir:
-    description:
-      - portguard's state directory (C(--state-dir)); portguard's default when not given.
-    type: path
-  executable:
-    description:
-      - The portguard command on the target, a name on E(PATH) or a path.
-    type: str
-    default: portguard
 extends_documentation_fragment:
+  - portguard.firewall.portguard
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -86,6 +77,7 @@ stdout:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.portguard.firewall.plugins.module_utils.portguard import (
+    COMMON_ARGS,
     error_line,
     parse_json,
     run_portguard,
@@ -95,10 +87,7 @@ from ansible_collections.portguard.firewall.plugins.module_utils.portguard impor
 def main():
     """Confirm the pending apply, if one awaits confirmation."""
     module = AnsibleModule(
-        argument_spec={
-            "state_dir": {"type": "path"},
-            "executable": {"type": "str", "default": "portguard"},
-        },
+        argument_spec=dict(COMMON_ARGS),
         supports_check_mode=True,
     )
     rc, out, err = run_portguard(module, "status", "--format", "json")

@@ -49,15 +49,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  state_dir:
-    description:
-      - portguard's state directory (C(--state-dir)); portguard's default when not given.
-    type: path
-  executable:
-    description:
-      - The portguard command on the target, a name on E(PATH) or a path.
-    type: str
-    default: portguard
   confirm:
     description:
       - Seconds. Apply with C(--confirm), so portguard puts the previous rules back unless
@@ -72,6 +63,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - portguard.firewall.portguard
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -159,6 +151,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.portguard.firewall.plugins.module_utils.portguard import (
+    COMMON_ARGS,
     EXIT_CHANGES,
     error_line,
     parse_json,
@@ -176,8 +169,7 @@ def main():
             "src": {"type": "path"},
             "dest": {"type": "path", "default": "/etc/portguard/policy.yaml"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "state_dir": {"type": "path"},
-            "executable": {"type": "str", "default": "portguard"},
+            **COMMON_ARGS,
             "confirm": {"type": "int"},
             "force": {"type": "bool", "default": False},
         },
