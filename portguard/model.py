@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -106,7 +107,7 @@ class AllowRule:
 
     ports: tuple[PortRange, ...]
     protos: tuple[Proto, ...]
-    sources: tuple[Network, ...] | None  # None: from anywhere
+    sources: Sequence[Network] | None  # None: from anywhere; collapsed (a NetworkSet)
     source_names: tuple[str, ...]  # the `from` items as written ("@office", "10.0.0.0/8")
     interface: str | None
     limit: Limit | None
@@ -125,7 +126,7 @@ class DenySource:
     """One `deny:` item: the sources whose new connections are dropped on every port."""
 
     name: str  # as written: "203.0.113.0/24", "@attackers", "file:blocklist.txt"
-    networks: tuple[Network, ...]  # collapsed
+    networks: Sequence[Network]  # collapsed (a NetworkSet, or one network)
     location: Location
 
 
@@ -139,7 +140,7 @@ class Policy:
     default: DefaultVerdict
     icmp: IcmpMode
     log: bool
-    sets: tuple[tuple[str, tuple[Network, ...]], ...]
+    sets: tuple[tuple[str, Sequence[Network]], ...]  # each collapsed (a NetworkSet)
     allow: tuple[AllowRule, ...]
     forwarded: ForwardedMode = ForwardedMode.FILTER
     deny: tuple[DenySource, ...] = ()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -21,6 +21,7 @@ from portguard.model import (
     Proto,
 )
 from portguard.policy.lint import TROJAN_PORTS
+from portguard.policy.networks import in_family, network_parts
 from portguard.render.layout import complement, merge_ranges
 from portguard.verdict import LOOPBACK_INTERFACE, interface_matches
 
@@ -190,7 +191,8 @@ class ReachIndex:
 
 def reach_index(policy: Policy) -> ReachIndex:
     """Reduce `policy`'s `from` lists once, for judging any number of sockets."""
-    denied = {family: _merged(_intervals(policy.denied(), family)) for family in (4, 6)}
+    deny_lists = [item.networks for item in policy.deny]
+    denied = {family: _merged(_intervals(deny_lists, family)) for family in (4, 6)}
     entries = tuple(
         _EntryReach(
             rule=rule,
@@ -288,17 +290,16 @@ def _reach(
 
 
 def _source_families(
-    sources: tuple[Network, ...], denied: Mapping[int, list[tuple[int, int]]] | None = None
+    sources: Sequence[Network], denied: Mapping[int, list[tuple[int, int]]] | None = None
 ) -> frozenset[int]:
     """The IP families among `sources` whose network address is no loopback address (and,
     with `denied`, lies in none of those merged, sorted intervals)."""
     families: set[int] = set()
-    for net in sources:
-        address = int(net.network_address)
-        if net.version in families or _is_loopback(net.version, address):
+    for version, address, _ in network_parts(sources):
+        if version in families or _is_loopback(version, address):
             continue
-        if denied is None or not _inside(denied[net.version], address):
-            families.add(net.version)
+        if denied is None or not _inside(denied[version], address):
+            families.add(version)
             if families == BOTH_FAMILIES:
                 break
     return frozenset(families)
@@ -334,14 +335,14 @@ def _inside(merged: list[tuple[int, int]], address: int) -> bool:
     return index >= 0 and merged[index][0] <= address <= merged[index][1]
 
 
-def _intervals(networks: Iterable[Network], family: int) -> list[tuple[int, int]]:
-    """(first, last) address of each network of `family`, as integers."""
+def _intervals(groups: Iterable[Sequence[Network]], family: int) -> list[tuple[int, int]]:
+    """(first, last) address of each network of `family` in `groups`, as integers."""
     bits = OUTSIDER_START[family].max_prefixlen
     return [
-        (start, start + (1 << (bits - net.prefixlen)) - 1)
-        for net in networks
-        if net.version == family
-        for start in (int(net.network_address),)
+        (start, start + (1 << (bits - prefix)) - 1)
+        for networks in groups
+        for version, start, prefix in network_parts(in_family(networks, family))
+        if version == family
     ]
 
 
@@ -356,8 +357,8 @@ def _outsider(policy: Policy, family: int) -> IPv4Address | IPv6Address | None:
     The lowest address from OUTSIDER_START up outside every such network: one sort of
     integer intervals, not a walk of addresses.
     """
-    named = [net for rule in policy.allow for net in (rule.sources or ())]
-    intervals = sorted(_intervals([*named, *policy.denied()], family))
+    named = [rule.sources for rule in policy.allow if rule.sources is not None]
+    intervals = sorted(_intervals([*named, *(item.networks for item in policy.deny)], family))
     start = OUTSIDER_START[family]
     candidate = int(start)
     for first, last in intervals:

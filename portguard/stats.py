@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from portguard.facts.counters import BlockedPort, LiveCounters, RuleCounter
 from portguard.model import Policy
+from portguard.policy.networks import in_family
 
 __all__ = [
     "EntryStats",
@@ -100,7 +101,7 @@ def _group(policy: Policy, number: int, proto: str) -> tuple[str, ...]:
         return (f"e{number}_ports",)
     if rule.sources is None:
         return (f"open_{proto}",)
-    return tuple(f"from{f}_{proto}" for f in (4, 6) if any(n.version == f for n in rule.sources))
+    return tuple(f"from{f}_{proto}" for f in (4, 6) if in_family(rule.sources, f))
 
 
 def build_stats(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 from itertools import pairwise
 
@@ -38,7 +39,7 @@ def _in_any(port: int, ranges: list[PortRange] | tuple[PortRange, ...]) -> bool:
     return any(r.first <= port <= r.last for r in ranges)
 
 
-def _source_in(address: Address, networks: tuple[Network, ...]) -> bool:
+def _source_in(address: Address, networks: Sequence[Network]) -> bool:
     """Membership by integer bounds, not by `in`, to stay independent of verdict.py."""
     return any(
         n.version == address.version

@@ -5,10 +5,18 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator
 
-from portguard.model import LintWarning, Network, Policy
-from portguard.policy.networks import collapse, subnet_of
+from portguard.model import LintWarning, Policy
+from portguard.policy.networks import (
+    NetworkParts,
+    NetworkSet,
+    in_family,
+    network_parts,
+    union,
+)
 
 __all__ = ["deny_warnings"]
+
+IPV4 = 4
 
 
 def deny_warnings(policy: Policy) -> Iterator[tuple[str, LintWarning]]:
@@ -16,16 +24,16 @@ def deny_warnings(policy: Policy) -> Iterator[tuple[str, LintWarning]]:
     if not policy.deny:
         return
     for item in policy.deny:
-        if any(net.prefixlen == 0 for net in item.networks):
-            family = "IPv4" if any(n.version == 4 for n in item.networks) else "IPv6"
+        if any(prefix == 0 for _, _, prefix in network_parts(item.networks)):
+            family = "IPv4" if in_family(item.networks, IPV4) else "IPv6"
             message = f"deny '{item.name}' drops every {family} source's new connections"
             yield "deny", LintWarning(item.location, message)
-    index = _DenyIndex(policy.denied())
+    index = _DenyIndex(union([item.networks for item in policy.deny]))
     for rule in policy.allow:
         if not rule.sources:
             continue
-        if all(index.covers(net) for net in rule.sources):
-            denied_by = index.first_item(policy, rule.sources[0])
+        if all(index.covers(*parts) for parts in network_parts(rule.sources)):
+            denied_by = _first_item(policy, next(network_parts(rule.sources)))
             message = (
                 f"every source in 'from' ({', '.join(rule.source_names)}) is denied"
                 f"{denied_by}: this entry allows no one"
@@ -34,23 +42,32 @@ def deny_warnings(policy: Policy) -> Iterator[tuple[str, LintWarning]]:
 
 
 class _DenyIndex:
-    """The denied networks collapsed per family and sorted: containment by one bisection."""
+    """The denied networks collapsed per family, as sorted integer intervals: containment by
+    one bisection."""
 
-    def __init__(self, networks: tuple[Network, ...]) -> None:
-        collapsed = collapse(networks)
-        self._nets = {f: [n for n in collapsed if n.version == f] for f in (4, 6)}
-        self._starts = {f: [int(n.network_address) for n in nets] for f, nets in self._nets.items()}
+    def __init__(self, denied: NetworkSet) -> None:
+        self._starts = {f: [s for _, s, _ in network_parts(denied.family(f))] for f in (4, 6)}
+        self._ends = {
+            f: [_end(v, s, p) for v, s, p in network_parts(denied.family(f))] for f in (4, 6)
+        }
 
-    def covers(self, net: Network) -> bool:
-        """Whether `net` lies wholly inside one denied network."""
-        nets = self._nets[net.version]
-        at = bisect_right(self._starts[net.version], int(net.network_address)) - 1
-        return at >= 0 and int(net.broadcast_address) <= int(nets[at].broadcast_address)
+    def covers(self, version: int, start: int, prefix: int) -> bool:
+        """Whether the network (version, start, prefix) lies wholly inside one denied network."""
+        at = bisect_right(self._starts[version], start) - 1
+        return at >= 0 and _end(version, start, prefix) <= self._ends[version][at]
 
-    @staticmethod
-    def first_item(policy: Policy, net: Network) -> str:
-        """` by deny 'NAME' (line N)` for the first deny item that holds `net`, else ""."""
-        for item in policy.deny:
-            if any(subnet_of(net, d) for d in item.networks):
+
+def _first_item(policy: Policy, parts: NetworkParts) -> str:
+    """` by deny 'NAME' (line N)` for the first deny item that holds `parts`, else ""."""
+    version, start, prefix = parts
+    end = _end(version, start, prefix)
+    for item in policy.deny:
+        for v, s, p in network_parts(item.networks):
+            if v == version and s <= start and end <= _end(v, s, p):
                 return f" by deny '{item.name}' (line {item.location.line})"
-        return ""
+    return ""
+
+
+def _end(version: int, start: int, prefix: int) -> int:
+    """The last address of the network (version, start, prefix)."""
+    return start + (1 << ((32 if version == IPV4 else 128) - prefix)) - 1

@@ -10,7 +10,7 @@ import heapq
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from portguard.errors import Location
 from portguard.model import (
@@ -24,6 +24,7 @@ from portguard.model import (
     Proto,
 )
 from portguard.policy.deny_lint import deny_warnings
+from portguard.policy.networks import in_family, network_parts
 
 __all__ = [
     "FORWARDED_IGNORE_MESSAGE",
@@ -58,6 +59,8 @@ TROJAN_PORTS: tuple[tuple[int, str], ...] = (
 )
 ALL_PORTS = PortRange(1, MAX_PORT)
 IPV4_MAPPED = IPv6Network("::ffff:0:0/96")  # ::ffff:a.b.c.d; the kernel sees IPv4 as IPv4
+_MAPPED_SHIFT = IPV4_MAPPED.max_prefixlen - IPV4_MAPPED.prefixlen
+_MAPPED_HIGH = int(IPV4_MAPPED.network_address) >> _MAPPED_SHIFT
 MAX_WARNINGS_PER_KIND = 50
 SINGLE_HOSTS_NAMED = 3
 
@@ -142,8 +145,12 @@ def _rule_warnings(rule: AllowRule) -> Iterator[tuple[str, LintWarning]]:
     if rule.sources is not None and not rule.sources:
         message = "'from' matches no address: allows nothing"
         yield "from-nothing", LintWarning(rule.location, message)
-    for network in rule.sources or ():
-        if isinstance(network, IPv6Network) and network.subnet_of(IPV4_MAPPED):
+    for _, start, prefix in network_parts(in_family(rule.sources or (), 6)):
+        if (
+            prefix >= IPV4_MAPPED.prefixlen
+            and start >> 32 == int(IPV4_MAPPED.network_address) >> 32
+        ):
+            network = IPv6Network((start, prefix))
             mapped = network.network_address.ipv4_mapped
             as_v4 = IPv4Network((mapped or 0, network.prefixlen - 96))
             written = f"::ffff:{as_v4.network_address}/{network.prefixlen}"
@@ -167,9 +174,12 @@ def _rule_warnings(rule: AllowRule) -> Iterator[tuple[str, LintWarning]]:
 def _public_hosts(rule: AllowRule) -> list[str]:
     """Up to SINGLE_HOSTS_NAMED + 1 single public hosts among the rule's sources."""
     hosts: list[str] = []
-    for network in rule.sources or ():
-        if network.prefixlen == network.max_prefixlen and network.network_address.is_global:
-            hosts.append(str(network.network_address))
+    for version, start, prefix in network_parts(rule.sources or ()):
+        if prefix != _BITS[version]:
+            continue
+        address = IPv4Address(start) if version == 4 else IPv6Address(start)
+        if address.is_global:
+            hosts.append(str(address))
             if len(hosts) > SINGLE_HOSTS_NAMED:
                 break
     return hosts
@@ -292,7 +302,7 @@ def find_overlaps(rules: tuple[AllowRule, ...]) -> dict[int, int]:
 def _cidrs(rule: AllowRule) -> tuple[_Cidr, ...]:
     if rule.sources is None:
         return _ANYWHERE
-    return tuple((n.version, int(n.network_address), n.prefixlen) for n in rule.sources)
+    return tuple(network_parts(rule.sources))
 
 
 def _end(cidr: _Cidr) -> int:

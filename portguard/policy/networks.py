@@ -1,25 +1,33 @@
 """Addresses and CIDRs as integers: fast parsing and an O(n log n) collapse for big sets.
 
-`ipaddress.collapse_addresses` takes about 22 s for a million addresses; sorting (start,
-prefix) integers and merging intervals takes about one. Parsed networks are kept as small
-tuples until the collapse, and a network that survives it unchanged is reused, not rebuilt.
+`ipaddress.collapse_addresses` takes about 22 s for a million addresses; sorting integer
+keys (start << 8 | prefix) and merging intervals takes a fraction of one. A collapsed list
+is a NetworkSet: the keys, with ipaddress objects made only for whoever iterates it; the
+loader, layout and nft renderer read its integers (network_parts, network_texts, union).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from portguard.model import Network
 
 __all__ = [
     "NetworkParts",
+    "NetworkSet",
     "NotANetwork",
     "ParsedNetwork",
     "collapse",
+    "collapse_keys",
     "collapse_parts",
+    "in_family",
+    "network_parts",
+    "network_texts",
     "parse_network",
     "subnet_of",
     "to_network",
@@ -27,9 +35,14 @@ __all__ = [
 
 # (version, first address as an int, prefix length)
 NetworkParts = tuple[int, int, int]
-_Item = tuple[int, int, int, Network]  # parts and the object to reuse
 _BITS = {4: 32, 6: 128}
+FAMILY_V4 = 4
+_PREFIX_BITS = 8  # a key is start << 8 | prefix (a prefix is at most 128)
+_PREFIX_MASK = (1 << _PREFIX_BITS) - 1
+_EMBEDDED_V4_BITS = 32
+_MAPPED_V4_TAG = 0xFFFF
 _MAX_PREFIX_DIGITS = 3
+_DECIMAL = tuple(str(n) for n in range(256))  # an octet or prefix as text, by table
 
 
 class NotANetwork(ValueError):
@@ -90,58 +103,192 @@ def to_network(parts: NetworkParts) -> Network:
     return ipaddress.IPv6Network((start, prefix))
 
 
-def collapse(networks: Iterable[Network]) -> tuple[Network, ...]:
-    """Like ipaddress.collapse_addresses, IPv4 first then IPv6, reusing unchanged objects."""
-    items = [(n.version, int(n.network_address), n.prefixlen, n) for n in networks]
-    items.sort(key=lambda item: item[:3])
-    return _collapse_sorted(items)
+class NetworkSet(Sequence[Network]):
+    """Collapsed networks (IPv4 first, each family sorted) held as integers, not objects.
+
+    Each CIDR is one key, `start << 8 | prefix`; an ipaddress object is made only when an
+    item is asked for, so a million-address set costs megabytes, not hundreds of them.
+    It equals the tuple of the same networks (and hashes like it). Build one with
+    `collapse`, `collapse_parts`, `collapse_keys` or `union`.
+    """
+
+    __slots__ = ("_v4", "_v6")
+
+    def __init__(self, v4: Iterable[int] = (), v6: Iterable[int] = ()) -> None:
+        """Wrap keys already in collapse's form (sorted, disjoint, maximal); see collapse_keys."""
+        self._v4 = array("Q", v4)
+        self._v6 = tuple(v6)
+
+    def __len__(self) -> int:
+        return len(self._v4) + len(self._v6)
+
+    @overload
+    def __getitem__(self, index: int) -> Network: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Network, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Network | tuple[Network, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        count = len(self._v4)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("NetworkSet index out of range")
+        if index < count:
+            key = self._v4[index]
+            return ipaddress.IPv4Network((key >> _PREFIX_BITS, key & _PREFIX_MASK))
+        key = self._v6[index - count]
+        return ipaddress.IPv6Network((key >> _PREFIX_BITS, key & _PREFIX_MASK))
+
+    def __iter__(self) -> Iterator[Network]:
+        for key in self._v4:
+            yield ipaddress.IPv4Network((key >> _PREFIX_BITS, key & _PREFIX_MASK))
+        for key in self._v6:
+            yield ipaddress.IPv6Network((key >> _PREFIX_BITS, key & _PREFIX_MASK))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NetworkSet):
+            return self._v4 == other._v4 and self._v6 == other._v6
+        if isinstance(other, tuple):
+            return len(other) == len(self) and tuple(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))  # as the equal tuple hashes
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))  # as the equal tuple writes itself
+
+    def keys(self, family: int) -> Sequence[int]:
+        """The `start << 8 | prefix` keys of one IP family (4 or 6), sorted."""
+        return self._v4 if family == FAMILY_V4 else self._v6
+
+    def family(self, family: int) -> NetworkSet:
+        """The networks of one IP family (4 or 6)."""
+        return NetworkSet(self._v4, ()) if family == FAMILY_V4 else NetworkSet((), self._v6)
 
 
-def collapse_parts(parts: Iterable[NetworkParts]) -> tuple[Network, ...]:
+def collapse_keys(v4: list[int], v6: list[int]) -> NetworkSet:
+    """The fewest CIDRs covering the union of `start << 8 | prefix` keys (the lists are sorted
+    in place)."""
+    return NetworkSet(_merge(v4, _BITS[4]), _merge(v6, _BITS[6]))
+
+
+def collapse(networks: Iterable[Network]) -> NetworkSet:
+    """Like ipaddress.collapse_addresses, IPv4 first then IPv6."""
+    if isinstance(networks, NetworkSet):
+        return networks
+    return union((tuple(networks),))
+
+
+def collapse_parts(parts: Iterable[NetworkParts]) -> NetworkSet:
     """The fewest CIDRs covering exactly the union of `parts`, IPv4 first, each sorted."""
-    return _collapse_sorted(sorted(parts))
+    keys: dict[int, list[int]] = {4: [], 6: []}
+    for version, start, prefix in parts:
+        keys[version].append(start << _PREFIX_BITS | prefix)
+    return collapse_keys(keys[4], keys[6])
 
 
-def _collapse_sorted(items: Sequence[NetworkParts | _Item]) -> tuple[Network, ...]:
-    """Merge sorted (version, start, prefix[, network]) items into maximal runs, then CIDRs."""
-    out: list[Network] = []
-    first: NetworkParts | _Item | None = None  # the widest network at the run's lowest start
-    single = True  # the run is `first` alone (or networks inside it)
-    version = high = -1
-    for item in items:
-        item_version, start, prefix = item[0], item[1], item[2]
-        end = start + (1 << (_BITS[item_version] - prefix)) - 1
-        if item_version == version and start <= high + 1:
+def union(groups: Iterable[Sequence[Network]]) -> NetworkSet:
+    """The collapsed union of several network lists (NetworkSets are read as integers)."""
+    listed = list(groups)
+    if len(listed) == 1 and isinstance(listed[0], NetworkSet):
+        return listed[0]
+    v4: list[int] = []
+    v6: list[int] = []
+    for group in listed:
+        if isinstance(group, NetworkSet):
+            v4.extend(group.keys(4))
+            v6.extend(group.keys(6))
+            continue
+        for network in group:
+            key = int(network.network_address) << _PREFIX_BITS | network.prefixlen
+            (v4 if network.version == FAMILY_V4 else v6).append(key)
+    return collapse_keys(v4, v6)
+
+
+def network_parts(networks: Iterable[Network]) -> Iterator[NetworkParts]:
+    """(version, start, prefix) of each network, without making objects for a NetworkSet."""
+    if isinstance(networks, NetworkSet):
+        for family in (4, 6):
+            for key in networks.keys(family):
+                yield family, key >> _PREFIX_BITS, key & _PREFIX_MASK
+        return
+    for network in networks:
+        yield network.version, int(network.network_address), network.prefixlen
+
+
+def in_family(networks: Sequence[Network], family: int) -> Sequence[Network]:
+    """The networks of one IP family (4 or 6), in their order."""
+    if isinstance(networks, NetworkSet):
+        return networks.family(family)
+    return tuple(n for n in networks if n.version == family)
+
+
+def network_texts(networks: Sequence[Network]) -> list[str]:
+    """Each network as str(network) writes it ("192.0.2.0/24", "2001:db8::/32")."""
+    if not isinstance(networks, NetworkSet):
+        return [str(network) for network in networks]
+    o = _DECIMAL  # a v4 key's bytes, high to low, are the four octets, then the prefix
+    texts = [
+        f"{o[key >> 32]}.{o[key >> 24 & 255]}.{o[key >> 16 & 255]}.{o[key >> 8 & 255]}"
+        f"/{o[key & 255]}"
+        for key in networks.keys(4)
+    ]
+    texts.extend(
+        f"{_ipv6_text(key >> _PREFIX_BITS)}/{key & _PREFIX_MASK}" for key in networks.keys(6)
+    )
+    return texts
+
+
+def _ipv6_text(address: int) -> str:
+    """An IPv6 address as ipaddress writes it (RFC 5952); glibc's inet_ntop agrees except on
+    the IPv4-compatible and IPv4-mapped ranges, which it writes in dotted form."""
+    if address >> _EMBEDDED_V4_BITS in (0, _MAPPED_V4_TAG):
+        return str(ipaddress.IPv6Address(address))
+    return socket.inet_ntop(socket.AF_INET6, address.to_bytes(16, "big"))
+
+
+def _merge(keys: list[int], bits: int) -> list[int]:
+    """Sort `keys` and merge them into maximal runs, each written as the fewest CIDR keys."""
+    keys.sort()
+    out: list[int] = []
+    append = out.append
+    run = -1  # the widest key at the run's lowest start
+    high = -2  # the run's last address
+    single = True  # the run is `run` alone (or networks inside it)
+    for key in keys:
+        start = key >> _PREFIX_BITS
+        end = start + (1 << (bits - (key & _PREFIX_MASK))) - 1
+        if start <= high + 1:
             if end > high:
                 high = end
                 single = False
             continue
-        if first is not None:
-            _flush(first, single, high, out)
-        first, single, version, high = item, True, item_version, end
-    if first is not None:
-        _flush(first, single, high, out)
-    return tuple(out)
+        if run >= 0:
+            if single:
+                append(run)
+            else:
+                _summarize(run >> _PREFIX_BITS, high, bits, out)
+        run, high, single = key, end, True
+    if run >= 0:
+        if single:
+            append(run)
+        else:
+            _summarize(run >> _PREFIX_BITS, high, bits, out)
+    return out
 
 
-def _flush(first: NetworkParts | _Item, single: bool, high: int, out: list[Network]) -> None:
-    """Emit the CIDRs of one maximal run from `first`'s start to `high`."""
-    version, low = first[0], first[1]
-    if single:
-        network = first[3] if len(first) == 4 else None
-        out.append(network if network is not None else to_network((version, low, first[2])))
-    elif version == 4:
-        out.extend(
-            ipaddress.summarize_address_range(
-                ipaddress.IPv4Address(low), ipaddress.IPv4Address(high)
-            )
-        )
-    else:
-        out.extend(
-            ipaddress.summarize_address_range(
-                ipaddress.IPv6Address(low), ipaddress.IPv6Address(high)
-            )
-        )
+def _summarize(low: int, high: int, bits: int, out: list[int]) -> None:
+    """Append the fewest CIDR keys covering low..high, ascending (summarize_address_range)."""
+    while low <= high:
+        size = (high - low + 1).bit_length() - 1
+        if low:
+            size = min(size, (low & -low).bit_length() - 1)
+        out.append(low << _PREFIX_BITS | (bits - size))
+        low += 1 << size
 
 
 def subnet_of(inner: Network, outer: Network) -> bool:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from portguard.model import Network, Policy
-from portguard.policy.networks import collapse
+from portguard.model import Policy
+from portguard.policy.networks import NetworkSet, network_texts, union
 from portguard.render.nft_table import NftRule, NftSet, SetRef
 
 __all__ = ["BAN_SETS", "ban_rules", "ban_sets", "deny_rules", "deny_sets"]
@@ -37,7 +37,7 @@ def ban_rules() -> list[NftRule]:
 def deny_sets(policy: Policy) -> list[NftSet]:
     """`deny4` / `deny6`: the denied networks of each family, collapsed (none: no set)."""
     return [
-        NftSet(f"deny{family}", FAMILY_TYPE[family], "interval", tuple(map(str, networks)))
+        NftSet(f"deny{family}", FAMILY_TYPE[family], "interval", tuple(network_texts(networks)))
         for family, networks in _denied(policy)
     ]
 
@@ -50,8 +50,8 @@ def deny_rules(policy: Policy) -> list[NftRule]:
     ]
 
 
-def _denied(policy: Policy) -> list[tuple[int, list[Network]]]:
+def _denied(policy: Policy) -> list[tuple[int, NetworkSet]]:
     """The denied networks per family, merged so that no two overlap (interval sets)."""
-    denied = collapse(policy.denied())
-    per_family = ((f, [n for n in denied if n.version == f]) for f in (4, 6))
+    denied = union([item.networks for item in policy.deny])
+    per_family = ((f, denied.family(f)) for f in (4, 6))
     return [(family, nets) for family, nets in per_family if nets]

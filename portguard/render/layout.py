@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from portguard.model import AllowRule, Network, Policy, PortRange, Proto
-from portguard.policy.networks import collapse
+from portguard.policy.networks import in_family, union
 
 __all__ = [
     "PolicyLayout",
@@ -26,7 +26,7 @@ class SourcePorts:
     """A port range open to a collapsed list of source networks of one IP family."""
 
     ports: PortRange
-    sources: tuple[Network, ...]
+    sources: Sequence[Network]  # a NetworkSet from the layout
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def complement(
 def layout_policy(policy: Policy) -> PolicyLayout:
     """Split and merge the allow entries into the shapes every renderer needs."""
     plain: dict[Proto, list[PortRange]] = {p: [] for p in Proto}
-    with_sources: dict[tuple[Proto, int], list[tuple[PortRange, tuple[Network, ...]]]] = {}
+    with_sources: dict[tuple[Proto, int], list[tuple[PortRange, Sequence[Network]]]] = {}
     special: list[tuple[int, AllowRule]] = []
     for number, rule in enumerate(policy.allow, start=1):
         if rule.interface is not None or rule.limit is not None or rule.log:
@@ -90,7 +90,7 @@ def layout_policy(policy: Policy) -> PolicyLayout:
                 plain[proto].extend(rule.ports)
                 continue
             for family in (4, 6):
-                networks = tuple(n for n in rule.sources if n.version == family)
+                networks = in_family(rule.sources, family)
                 if networks:
                     bucket = with_sources.setdefault((proto, family), [])
                     bucket.extend((ports, networks) for ports in rule.ports)
@@ -104,16 +104,16 @@ def layout_policy(policy: Policy) -> PolicyLayout:
     return PolicyLayout(open_ports=open_ports, sourced=sourced, special=tuple(special))
 
 
-def _disjoint(pairs: list[tuple[PortRange, tuple[Network, ...]]]) -> tuple[SourcePorts, ...]:
+def _disjoint(pairs: list[tuple[PortRange, Sequence[Network]]]) -> tuple[SourcePorts, ...]:
     """Cut the port axis at every range edge so that no two (ports, sources) elements overlap.
 
     Interval sets in the kernel refuse overlapping elements; this also merges neighbours
     with identical sources, so the element count stays close to the input's. The lists
     are grouped by port range first, so each piece looks at the few distinct ranges, not at
-    every network; a piece covered by one list that is already collapsed (the loader's)
-    keeps it as it is, else its networks are collapsed once, by integers.
+    every network; a piece covered by one NetworkSet (the loader's) keeps it as it is, else
+    its networks are collapsed once, by integers.
     """
-    by_range: dict[PortRange, list[tuple[Network, ...]]] = {}
+    by_range: dict[PortRange, list[Sequence[Network]]] = {}
     for ports, networks in pairs:
         by_range.setdefault(ports, []).append(networks)
     edges = sorted({r.first for r in by_range} | {r.last + 1 for r in by_range})
@@ -127,23 +127,9 @@ def _disjoint(pairs: list[tuple[PortRange, tuple[Network, ...]]]) -> tuple[Sourc
         ]
         if not lists:
             continue
-        if len(lists) == 1 and _is_collapsed(lists[0]):
-            sources = lists[0]
-        else:
-            sources = collapse(net for nets in lists for net in nets)
+        sources = union(lists)  # a single NetworkSet (the loader's) is kept as it is
         if pieces and pieces[-1].sources == sources and pieces[-1].ports.last == start - 1:
             pieces[-1] = SourcePorts(PortRange(pieces[-1].ports.first, stop - 1), sources)
         else:
             pieces.append(SourcePorts(PortRange(start, stop - 1), sources))
     return tuple(pieces)
-
-
-def _is_collapsed(networks: tuple[Network, ...]) -> bool:
-    """Whether `networks` (one family) are sorted, and no two overlap or touch: collapse's form."""
-    previous_end = -2
-    for network in networks:
-        start = int(network.network_address)
-        if start <= previous_end + 1:
-            return False
-        previous_end = start + (1 << (network.max_prefixlen - network.prefixlen)) - 1
-    return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -19,7 +19,7 @@ from portguard.model import (
     Proto,
 )
 from portguard.policy.load import require_linux_interfaces
-from portguard.policy.networks import collapse
+from portguard.policy.networks import NetworkSet, in_family, network_texts, union
 from portguard.render.deny import (
     FAMILY_MATCH,
     FAMILY_TYPE,
@@ -178,7 +178,7 @@ def _sets(layout: Shapes) -> list[NftSet]:
                 sets.append(_interval_set(name, kind, _concat_elements(small)))
             for index, piece in enumerate(big, start=1):
                 name = f"from{family}_{proto.value}_{index}"
-                sets.append(_interval_set(name, FAMILY_TYPE[family], piece.sources))
+                sets.append(_address_set(name, FAMILY_TYPE[family], piece.sources))
     for number, rule in layout.special:
         sets.extend(_special_sets(number, rule))
     sets.append(
@@ -285,6 +285,11 @@ def _interval_set(name: str, kind: str, elements: Iterable[object]) -> NftSet:
     return NftSet(name, kind, "interval", tuple(str(item) for item in elements))
 
 
+def _address_set(name: str, kind: str, networks: Sequence[Network]) -> NftSet:
+    """An interval set of addresses, written from a NetworkSet's integers (no objects)."""
+    return NftSet(name, kind, "interval", tuple(network_texts(networks)))
+
+
 def _split_pieces(
     pieces: tuple[SourcePorts, ...], most: int
 ) -> tuple[tuple[SourcePorts, ...], tuple[SourcePorts, ...]]:
@@ -302,8 +307,9 @@ def _split_pieces(
 
 def _concat_elements(elements: tuple[SourcePorts, ...]) -> Iterable[str]:
     for element in elements:
-        for network in element.sources:
-            yield f"{network} . {element.ports}"
+        ports = element.ports
+        for network in network_texts(element.sources):
+            yield f"{network} . {ports}"
 
 
 def _protos_expr(protos: tuple[Proto, ...]) -> str:
@@ -312,7 +318,7 @@ def _protos_expr(protos: tuple[Proto, ...]) -> str:
     return "meta l4proto { " + ", ".join(p.value for p in protos) + " }"
 
 
-def _special_families(rule: AllowRule) -> list[tuple[int | None, list[Network] | None]]:
+def _special_families(rule: AllowRule) -> list[tuple[int | None, NetworkSet | None]]:
     """One rule per IP family with sources (collapsed) or with a per-source limit, else one."""
     if rule.sources is not None:
         # Collapsed here too: an interval set refuses overlapping elements (::/0 and 2001:db8::/32).
@@ -330,7 +336,7 @@ def _special_sets(number: int, rule: AllowRule) -> list[NftSet]:
     sets = [_interval_set(f"e{number}_ports", "inet_service", merge_ranges(rule.ports))]
     for family, networks in _special_families(rule):
         if family is not None and networks is not None:
-            sets.append(_interval_set(f"e{number}_from{family}", FAMILY_TYPE[family], networks))
+            sets.append(_address_set(f"e{number}_from{family}", FAMILY_TYPE[family], networks))
         if rule.limit is not None and family is not None:
             timeout = METER_TIMEOUT[rule.limit.unit.value]
             meter = f"e{number}_meter{family}"
@@ -372,9 +378,9 @@ def _special_rules(number: int, rule: AllowRule, port: PortMatch) -> list[NftRul
     return rules
 
 
-def _collapsed(networks: tuple[Network, ...], family: int) -> list[Network]:
+def _collapsed(networks: Sequence[Network], family: int) -> NetworkSet:
     """The networks of one IP family, merged so that no two overlap."""
-    return list(collapse(n for n in networks if n.version == family))
+    return union((in_family(networks, family),))
 
 
 def _icmp_rules(mode: IcmpMode) -> list[str]:
