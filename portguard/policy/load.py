@@ -7,10 +7,12 @@ import gc
 import hashlib
 import io
 import re
-from collections.abc import Iterable, Iterator
+import socket
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
@@ -39,11 +41,13 @@ from portguard.policy.bounded_read import (
 from portguard.policy.lint import WarningCollector, lint_kinds
 from portguard.policy.networks import (
     NetworkParts,
+    NetworkSet,
     NotANetwork,
     collapse,
-    collapse_parts,
+    collapse_keys,
     parse_network,
     to_network,
+    union,
 )
 from portguard.policy.yamlnodes import NodeReader, compose_document, decode_text, describe, short
 from portguard.services import ServiceError, ServiceTable, load_services
@@ -81,6 +85,15 @@ MAX_ADDRESSES = 2_000_000
 # Characters that can appear in an IP address or CIDR; a set-file token with any other is
 # never quoted back (the file may be something else entirely, such as /etc/shadow).
 NOT_ADDRESS_CHARACTER = re.compile(r"[^0-9a-fA-F:./]")
+IPV4_VERSION = 4
+IPV4_BITS = 32
+# The set-file fast path's look-ups: "/N" as ipaddress reads it for IPv4 (a leading zero
+# is allowed, as in "/024"; anything else takes the general path), and each prefix's
+# host-bit mask.
+IPV4_PREFIXES = MappingProxyType(
+    {text: n for n in range(IPV4_BITS + 1) for text in (str(n), f"{n:02d}", f"{n:03d}")}
+)
+IPV4_HOST_MASKS = tuple((1 << (IPV4_BITS - n)) - 1 for n in range(IPV4_BITS + 1))
 
 
 @dataclass(frozen=True)
@@ -224,9 +237,9 @@ class _Builder:
 
     # --- sets -------------------------------------------------------------------------------
 
-    def _sets(self, node: Node) -> dict[str, tuple[Network, ...]]:
+    def _sets(self, node: Node) -> dict[str, Sequence[Network]]:
         r = self.reader
-        sets: dict[str, tuple[Network, ...]] = {}
+        sets: dict[str, Sequence[Network]] = {}
         for name, (key_node, value_node) in r.mapping(node, "sets").items():
             if not SET_NAME.match(name):
                 raise r.error(
@@ -243,7 +256,7 @@ class _Builder:
                 )
         return sets
 
-    def _set_file(self, name: str, node: Node) -> tuple[Network, ...]:
+    def _set_file(self, name: str, node: Node) -> NetworkSet:
         r = self.reader
         entries = r.mapping(node, f"set '{name}'")
         self._reject_unknown(entries, ("file",), f"set '{name}'")
@@ -262,24 +275,46 @@ class _Builder:
         self.set_files.append((file, hashlib.sha256(data).hexdigest()))
         text = decode_text(file, data, max_bytes=None)  # bounded by read_regular_file
         del data
-        parts: list[NetworkParts] = []
+        return self._set_file_networks(file, text)
+
+    def _set_file_networks(self, file: str, text: str) -> NetworkSet:
+        """The collapsed networks of a set file's text, streamed line by line as integers.
+
+        A plain IPv4 address or CIDR without host bits is parsed here (inet_pton and two
+        table look-ups, well under a microsecond a line); any other token takes
+        _set_file_entry, which reads IPv6 and netmasks, warns of host bits and words every
+        error. No object is made per line.
+        """
+        v4: list[int] = []  # start << 8 | prefix, as NetworkSet keys them
+        v6: list[int] = []
+        room = MAX_ADDRESSES - self.addresses
+        pton, inet, from_bytes = socket.inet_pton, socket.AF_INET, int.from_bytes
+        prefixes, host_masks = IPV4_PREFIXES, IPV4_HOST_MASKS
         for number, raw in enumerate(io.StringIO(text), start=1):
-            content = raw.split("#", 1)[0]
-            token = content.strip()
+            token = (raw.split("#", 1)[0] if "#" in raw else raw).strip()
             if not token:
                 continue
-            col = len(content) - len(content.lstrip()) + 1
-            location = Location(file, number, col)
-            if self.addresses >= MAX_ADDRESSES:
+            if number > room and len(v4) + len(v6) >= room:  # lines bound addresses
                 raise PolicyError(
-                    location,
+                    _token_location(file, number, raw),
                     f"more than {MAX_ADDRESSES} addresses in the set files of this policy"
                     " (the limit)",
                 )
-            self.addresses += 1
-            parts.append(self._set_file_entry(token, location))
+            address, slash, prefix_text = token.partition("/")
+            try:
+                ip = from_bytes(pton(inet, address), "big")
+            except (OSError, ValueError):  # not dotted-quad IPv4 (UnicodeError is a ValueError)
+                ip = -1
+            if ip >= 0:
+                prefix = prefixes.get(prefix_text, -1) if slash else IPV4_BITS
+                if prefix >= 0 and not ip & host_masks[prefix]:
+                    v4.append(ip << 8 | prefix)
+                    continue
+            version, start, prefix = self._set_file_entry(token, _token_location(file, number, raw))
+            (v4 if version == IPV4_VERSION else v6).append(start << 8 | prefix)
+        self.addresses += len(v4) + len(v6)
         del text
-        return collapse_parts(parts)
+        return collapse_keys(v4, v6)
 
     def _set_file_entry(self, token: str, location: Location) -> NetworkParts:
         """One set-file token as network parts; an error quotes it only if it looks like one."""
@@ -316,7 +351,7 @@ class _Builder:
 
     # --- deny list ------------------------------------------------------------------------------
 
-    def _deny(self, node: Node, sets: dict[str, tuple[Network, ...]]) -> tuple[DenySource, ...]:
+    def _deny(self, node: Node, sets: dict[str, Sequence[Network]]) -> tuple[DenySource, ...]:
         """The `deny:` items: an address, a CIDR, `@set`, or `{file: PATH}` (a set file)."""
         r = self.reader
         if not _is_collection(node) and r.scalar(node) is None:
@@ -327,7 +362,7 @@ class _Builder:
             if _is_mapping(item):
                 entries = r.mapping(item, "a deny file")
                 name = "file:" + (r.string(entries["file"][1], "file") if "file" in entries else "")
-                networks = self._set_file("deny", item)
+                networks: Sequence[Network] = self._set_file("deny", item)
             else:
                 name = r.string(item, "a deny source")
                 if name.startswith("@"):
@@ -341,7 +376,7 @@ class _Builder:
 
     # --- allow entries ------------------------------------------------------------------------
 
-    def _allow(self, node: Node, sets: dict[str, tuple[Network, ...]]) -> tuple[AllowRule, ...]:
+    def _allow(self, node: Node, sets: dict[str, Sequence[Network]]) -> tuple[AllowRule, ...]:
         """One allow entry as rules: one, or one per protocol group of a service profile."""
         r = self.reader
         entry = r.mapping(node, "an allow entry")
@@ -356,7 +391,7 @@ class _Builder:
             groups = self._service_ports(service, given, service_node)
         else:
             groups = ((given or (Proto.TCP,), self._ports(entry["port"][1])),)
-        sources: tuple[Network, ...] | None = None
+        sources: Sequence[Network] | None = None
         names: tuple[str, ...] = ()
         if "from" in entry:
             names, sources = self._sources(entry["from"][1], sets)
@@ -436,15 +471,15 @@ class _Builder:
         return tuple(sorted(set(ranges)))
 
     def _sources(
-        self, node: Node, sets: dict[str, tuple[Network, ...]]
-    ) -> tuple[tuple[str, ...], tuple[Network, ...]]:
+        self, node: Node, sets: dict[str, Sequence[Network]]
+    ) -> tuple[tuple[str, ...], Sequence[Network]]:
         r = self.reader
         items = r.sequence(node, "from", allow_scalar=True)
         if not items:
             raise r.error(node, "from is empty (that would allow no one); omit it to allow any")
         names: list[str] = []
         networks: list[Network] = []
-        whole_sets: list[tuple[Network, ...]] = []
+        whole_sets: list[Sequence[Network]] = []
         for item in items:
             text = r.string(item, "a from source")
             names.append(text)
@@ -456,7 +491,7 @@ class _Builder:
                 networks.append(self._network(text, r.location(item)))
         if len(whole_sets) == 1 and not networks:
             return tuple(names), whole_sets[0]  # already collapsed; a big set is not redone
-        return tuple(names), collapse([*networks, *(n for s in whole_sets for n in s)])
+        return tuple(names), union([tuple(networks), *whole_sets])
 
     def _limit(self, node: Node) -> Limit:
         r = self.reader
@@ -470,6 +505,12 @@ class _Builder:
         if not 1 <= count <= MAX_LIMIT:
             raise r.error(node, f"limit count {short(digits)} must be between 1 and {MAX_LIMIT}")
         return Limit(count, RateUnit(match.group(2)))
+
+
+def _token_location(file: str, number: int, line: str) -> Location:
+    """Where a set-file line's token starts: its line, and the column after leading blanks."""
+    content = line.split("#", 1)[0]
+    return Location(file, number, len(content) - len(content.lstrip()) + 1)
 
 
 def _is_mapping(node: Node) -> bool:
