@@ -24,7 +24,7 @@ from portguard.model import (
     Proto,
 )
 from portguard.policy.deny_lint import deny_warnings
-from portguard.policy.networks import in_family, network_parts
+from portguard.policy.networks import host_routes, in_family, network_parts
 
 __all__ = [
     "FORWARDED_IGNORE_MESSAGE",
@@ -174,9 +174,7 @@ def _rule_warnings(rule: AllowRule) -> Iterator[tuple[str, LintWarning]]:
 def _public_hosts(rule: AllowRule) -> list[str]:
     """Up to SINGLE_HOSTS_NAMED + 1 single public hosts among the rule's sources."""
     hosts: list[str] = []
-    for version, start, prefix in network_parts(rule.sources or ()):
-        if prefix != _BITS[version]:
-            continue
+    for version, start in host_routes(rule.sources or ()):
         address = IPv4Address(start) if version == 4 else IPv6Address(start)
         if address.is_global:
             hosts.append(str(address))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = [
     "collapse",
     "collapse_keys",
     "collapse_parts",
+    "host_routes",
     "in_family",
     "network_parts",
     "network_texts",
@@ -39,6 +41,7 @@ _BITS = {4: 32, 6: 128}
 FAMILY_V4 = 4
 _PREFIX_BITS = 8  # a key is start << 8 | prefix (a prefix is at most 128)
 _PREFIX_MASK = (1 << _PREFIX_BITS) - 1
+_KEY_BYTES = 8  # an IPv4 key in NetworkSet's array("Q")
 _EMBEDDED_V4_BITS = 32
 _MAPPED_V4_TAG = 0xFFFF
 _MAX_PREFIX_DIGITS = 3
@@ -165,6 +168,18 @@ class NetworkSet(Sequence[Network]):
         """The `start << 8 | prefix` keys of one IP family (4 or 6), sorted."""
         return self._v4 if family == FAMILY_V4 else self._v6
 
+    def host_routes(self) -> Iterator[tuple[int, int]]:
+        """(version, address) of each /32 and /128, found in IPv4 by a byte search."""
+        low = 0 if sys.byteorder == "little" else _KEY_BYTES - 1  # each key's prefix byte
+        prefixes = memoryview(self._v4).cast("B")[low::_KEY_BYTES].tobytes()
+        at = prefixes.find(_BITS[4])
+        while at >= 0:
+            yield 4, self._v4[at] >> _PREFIX_BITS
+            at = prefixes.find(_BITS[4], at + 1)
+        for key in self._v6:
+            if key & _PREFIX_MASK == _BITS[6]:
+                yield 6, key >> _PREFIX_BITS
+
     def family(self, family: int) -> NetworkSet:
         """The networks of one IP family (4 or 6)."""
         return NetworkSet(self._v4, ()) if family == FAMILY_V4 else NetworkSet((), self._v6)
@@ -218,6 +233,20 @@ def network_parts(networks: Iterable[Network]) -> Iterator[NetworkParts]:
         return
     for network in networks:
         yield network.version, int(network.network_address), network.prefixlen
+
+
+def host_routes(networks: Sequence[Network]) -> Iterator[tuple[int, int]]:
+    """(version, address) of each single-address network (/32, /128), in order.
+
+    A NetworkSet's IPv4 prefixes are found by a byte search over its keys' low bytes, so a
+    million networks with no host among them cost no Python loop.
+    """
+    if not isinstance(networks, NetworkSet):
+        for version, start, prefix in network_parts(networks):
+            if prefix == _BITS[version]:
+                yield version, start
+        return
+    yield from networks.host_routes()
 
 
 def in_family(networks: Sequence[Network], family: int) -> Sequence[Network]:
