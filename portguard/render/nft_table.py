@@ -76,11 +76,16 @@ class NftSet:
         if self.timeout is not None:
             lines.append(f"\t\ttimeout {self.timeout}")
         if self.elements:
-            lines.append("\t\telements = {")
-            lines.extend(f"\t\t\t{item}," for item in self.elements)
-            lines.append("\t\t}")
+            lines.append(self._elements_block)
         lines.append("\t}")
         return "\n".join(lines)
+
+    @cached_property
+    def _elements_block(self) -> str:
+        """The `elements = { ... }` lines, written once: the digest, the text and the sets
+        batch all need them, and a big set has a million."""
+        items = ",\n\t\t\t".join(self.elements)  # one join, no string per element
+        return f"\t\telements = {{\n\t\t\t{items},\n\t\t}}"
 
 
 @dataclass(frozen=True)
