@@ -7,14 +7,17 @@ import ipaddress
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from portguard.errors import PolicyError
 from portguard.model import Network
 from portguard.policy.load import parse_policy
 from portguard.policy.networks import (
     NetworkSet,
     collapse,
+    host_routes,
     in_family,
     network_parts,
     network_texts,
@@ -87,6 +90,9 @@ def test_collapse_is_ipaddress_collapse(networks: list[Network]) -> None:
     assert list(network_parts(got)) == [
         (n.version, int(n.network_address), n.prefixlen) for n in expected
     ]
+    hosts = [(n.version, int(n.network_address)) for n in expected if n.num_addresses == 1]
+    assert list(host_routes(got)) == hosts
+    assert list(host_routes(expected)) == hosts
 
 
 @settings(max_examples=200, deadline=None)
@@ -155,3 +161,35 @@ def test_set_file_loads_and_renders_as_ipaddress_reads_it(
     for family in (4, 6):
         want = tuple(str(n) for n in expected if n.version == family)
         assert elements.get(f"from{family}_tcp_1", ()) == want
+
+
+EDGE_LINES = [
+    *("1.2.3.4", "1.2.3.4/24", " 1.2.3.0/24 # c", "\t1.2.3.4/033", "1.2.3.4/0", "1.2.3.4/024"),
+    *("1.2.3.4/0024", "01.2.3.4", "1.2.3", "1.2.3.4/", "1.2.3.4/x", "1.2.3.4 /24", "1.2.3.4/ 24"),
+    *("1.2.3.4/255.255.0.0", "1.2.3.4/0.0.0.255", "::1", "::ffff:1.2.3.4/128", "2001:db8::1/64"),
+    *("1.2.3.4/\u0663", "\u0661.2.3.4", "1.2.3.4/33", "1.2.3.4/-1", "1.2.3.256", "1.2.3.4,"),
+    *("0.0.0.0/0", "::/0", "1.2.3.4/32/1", "1.2.3.04", "1.2.3.4/+8", "1.2.3.4/8 8"),
+]
+
+
+@pytest.mark.parametrize("line", EDGE_LINES)
+def test_set_file_line_is_read_as_ip_network_reads_it(line: str, tmp_path: Path) -> None:
+    """An odd set-file line (the fast path's edges) loads iff ip_network(strict=False) reads it,
+    to the same network; else it is one located error on its own line."""
+    token = line.split("#", maxsplit=1)[0].strip()
+    try:
+        expected: tuple[Network, ...] | None = expected_collapse(
+            [ipaddress.ip_network(token, strict=False), ipaddress.ip_network("10.0.0.0/8")]
+        )
+    except ValueError:
+        expected = None
+    (tmp_path / "s.txt").write_text(f"# header\n{line}\n10.0.0.0/8\n")
+    policy_text = "version: 1\nsets:\n  s: {file: s.txt}\nallow:\n  - port: 22\n    from: ['@s']\n"
+    try:
+        loaded = parse_policy(policy_text, str(tmp_path / "p.yaml"))
+    except PolicyError as error:
+        assert expected is None
+        assert error.location.file == str(tmp_path / "s.txt")
+        assert error.location.line == 2
+        return
+    assert loaded.policy.sets[0][1] == expected
