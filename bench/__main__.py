@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import pkgutil
 import sys
 from pathlib import Path
@@ -21,4 +22,5 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # Names come first; options after them (`load_render --root PATH`) are the modules' own.
+    main(list(itertools.takewhile(lambda arg: not arg.startswith("-"), sys.argv[1:])))
