@@ -26,6 +26,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 
 from portguard.model import AllowRule, DefaultVerdict, ForwardedMode, IcmpMode, Policy
+from portguard.policy.networks import contains
 
 __all__ = [
     "ESSENTIAL_ICMPV4",
@@ -135,9 +136,7 @@ def verdict(policy: Policy, packet: Packet) -> Verdict:
 
 def denied(policy: Policy, packet: Packet) -> bool:
     """Whether `deny:` lists the packet's source (its new packets are dropped, any protocol)."""
-    return any(
-        packet.source.version == net.version and packet.source in net for net in policy.denied()
-    )
+    return any(contains(item.networks, packet.source) for item in policy.deny)
 
 
 def _dnat_verdict(policy: Policy, packet: Packet) -> Verdict:
@@ -169,9 +168,7 @@ def rule_matches(rule: AllowRule, packet: Packet) -> bool:
         return False
     if not any(packet.dport in r for r in rule.ports):
         return False
-    if rule.sources is not None and not any(
-        packet.source.version == net.version and packet.source in net for net in rule.sources
-    ):
+    if rule.sources is not None and not contains(rule.sources, packet.source):
         return False
     if rule.interface is not None and not interface_matches(rule.interface, packet.interface):
         return False

@@ -17,6 +17,7 @@ from portguard.policy.load import parse_policy
 from portguard.policy.networks import (
     NetworkSet,
     collapse,
+    contains,
     host_routes,
     in_family,
     network_parts,
@@ -93,6 +94,43 @@ def test_collapse_is_ipaddress_collapse(networks: list[Network]) -> None:
     hosts = [(n.version, int(n.network_address)) for n in expected if n.num_addresses == 1]
     assert list(host_routes(got)) == hosts
     assert list(host_routes(expected)) == hosts
+
+
+ADDRESSES = st.lists(
+    st.one_of(
+        st.builds(lambda n: ipaddress.IPv4Address(V4_BASE + n), st.integers(-5, 320)),
+        st.builds(
+            lambda b, n: ipaddress.IPv6Address(b + n),
+            st.sampled_from(V6_BASES),
+            st.integers(0, 320),
+        ),
+        st.builds(ipaddress.IPv4Address, st.integers(0, 2**32 - 1)),
+        st.builds(ipaddress.IPv6Address, st.integers(0, 2**128 - 1)),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NETWORKS, ADDRESSES)
+def test_contains_is_membership(
+    networks: list[Network], addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
+) -> None:
+    """contains (a bisection into a NetworkSet) answers `address in net` for some network."""
+    got = collapse(networks)
+    for network in got[:5]:  # each collapsed network's edges, inside and just outside
+        first, last = int(network.network_address), int(network.broadcast_address)
+        edges = [first - 1, first, last, last + 1]
+        top = (1 << network.max_prefixlen) - 1
+        addresses += [
+            ipaddress.IPv4Address(e) if network.version == 4 else ipaddress.IPv6Address(e)
+            for e in edges
+            if 0 <= e <= top
+        ]
+    for address in addresses:
+        expected = any(address.version == n.version and address in n for n in networks)
+        assert contains(got, address) == expected
+        assert contains(tuple(networks), address) == expected
 
 
 @settings(max_examples=200, deadline=None)

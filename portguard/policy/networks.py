@@ -12,8 +12,10 @@ import ipaddress
 import socket
 import sys
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from typing import overload
 
 from portguard.model import Network
@@ -26,6 +28,7 @@ __all__ = [
     "collapse",
     "collapse_keys",
     "collapse_parts",
+    "contains",
     "host_routes",
     "in_family",
     "network_parts",
@@ -247,6 +250,21 @@ def host_routes(networks: Sequence[Network]) -> Iterator[tuple[int, int]]:
                 yield version, start
         return
     yield from networks.host_routes()
+
+
+def contains(networks: Sequence[Network], address: IPv4Address | IPv6Address) -> bool:
+    """Whether one of `networks` holds `address`: a bisection into a NetworkSet's keys (they
+    are sorted and disjoint, so only the last network starting at or before it can)."""
+    if not isinstance(networks, NetworkSet):
+        return any(address.version == n.version and address in n for n in networks)
+    keys = networks.keys(address.version)
+    value = int(address)
+    at = bisect_right(keys, value << _PREFIX_BITS | _PREFIX_MASK) - 1
+    if at < 0:
+        return False
+    key = keys[at]
+    bits = _BITS[address.version]
+    return value < (key >> _PREFIX_BITS) + (1 << (bits - (key & _PREFIX_MASK)))
 
 
 def in_family(networks: Sequence[Network], family: int) -> Sequence[Network]:
