@@ -35,7 +35,7 @@ def test_marker_sets_and_leftovers_are_read_from_the_listing() -> None:
     """The marker, every set, and the unused generation sets (a comment names none)."""
     live = parse_live_table(LISTING)
     assert live.marker == "0123456789abcdef"
-    assert live.set_names == ("open_tcp_g0", "open_tcp_g1", "from4_tcp_g1")
+    assert live.set_names == ("from4_tcp_g1", "open_tcp_g0", "open_tcp_g1")  # sorted
     assert live.leftover_sets == ("open_tcp_g1", "from4_tcp_g1")
     assert live.used_generation == "_g0"
     assert live.has_chain and not live.foreign
