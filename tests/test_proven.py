@@ -17,8 +17,7 @@ from tests.netns import Netns, portguard_argv
 pytestmark = pytest.mark.netns
 
 POLICY = (
-    "version: 1\nsets:\n  office: {file: office.txt}\n"
-    "allow:\n  - port: 22\n    from: ['@office']\n"
+    "version: 1\nsets:\n  office: {file: office.txt}\nallow:\n  - port: 22\n    from: ['@office']\n"
 )
 # Prints how often gather_facts listed the table, and the state it classified.
 FACTS_SPY = """
