@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from portguard import __version__
@@ -34,6 +34,7 @@ __all__ = [
     "NOOP_FILE",
     "NoopProof",
     "applied_stat",
+    "carry_noop_proof",
     "code_fingerprint",
     "forget_proof",
     "inputs_fingerprint",
@@ -114,6 +115,22 @@ def record_proof(state: StateDir, proof: NoopProof) -> None:
     }
     with contextlib.suppress(StateError):
         state.write_json_record(NOOP_FILE, data)
+
+
+def carry_noop_proof(
+    state: StateDir,
+    before: RulesetGeneration,
+    after: RulesetGeneration,
+    old_stat: tuple[int, int, int] | None,
+) -> None:
+    """Move noop.json to generation `after` and the rewritten applied.json, if it named
+    `before` and the applied.json of `old_stat` (proof_carry.py); else leave it."""
+    proof = _read_proof(state)
+    new_stat = applied_stat(state)
+    if proof is None or proof.generation != before or proof.applied_stat != old_stat:
+        return
+    if new_stat is not None:
+        record_proof(state, replace(proof, generation=after, applied_stat=new_stat))
 
 
 def forget_proof(state: StateDir) -> None:

@@ -117,13 +117,24 @@ def test_an_edit_behind_portguards_back_is_drift(
     assert _status(netns, state) == 3
 
 
-def test_a_ban_is_not_drift(netns: Netns, tmp_path: Path) -> None:
-    """A runtime ban commits too; the listing compared has no ban elements, so in sync."""
+def test_a_ban_carries_the_proof(netns: Netns, tmp_path: Path) -> None:
+    """A ban commits only to the ban sets, which no record compares: the records' proofs move
+    to its generation (no listing after it, the re-apply is the no-op fast path); after an
+    edit elsewhere a ban carries nothing, and the table is listed and found in sync."""
     policy, state = _setup(tmp_path)
     _apply(netns, policy, state)
-    argv = portguard_argv("ban", "198.51.100.7", "--state-dir", str(state))
-    ban = netns.run(argv, check=False, timeout=300)
-    assert ban.returncode == 0, ban.stderr
+    for target in ("198.51.100.7", "198.51.100.0/24"):  # the second folds the first: 2 commits
+        argv = portguard_argv("ban", target, "--state-dir", str(state))
+        ban = netns.run(argv, check=False, timeout=300)
+        assert ban.returncode == 0, ban.stderr
+        assert _facts(netns, state) == (0, "in-sync")
+    again = netns.run(
+        portguard_argv("apply", str(policy), "--yes", "--state-dir", str(state)), timeout=300
+    )
+    assert again.stdout.endswith("unchanged, nothing to do\n"), again.stdout
+    netns.run(["nft", "add", "table", "ip", "someone_else"])
+    argv = portguard_argv("unban", "198.51.100.0/24", "--state-dir", str(state))
+    assert netns.run(argv, check=False, timeout=300).returncode == 0
     assert _facts(netns, state) == (1, "in-sync")
 
 
