@@ -12,9 +12,11 @@ from ipaddress import ip_network
 from portguard.backends.bans import add_ban, remove_ban
 from portguard.backends.nftables import NftKernel
 from portguard.errors import PortguardError
+from portguard.facts.generation import read_generation
 from portguard.history import HistoryError, note_change, trusted_state_dir
 from portguard.lockout import LockoutRefused, SshConnection
 from portguard.model import Network
+from portguard.proof_carry import Commits, carry_proof
 from portguard.render.nft_table import NftTable
 from portguard.render.nftables import safe_comment
 from portguard.state import Action, StateDir
@@ -72,26 +74,33 @@ def ban(
     if reason is not None and not force:
         raise LockoutRefused(f"refusing to ban {network}: {reason}; use --force to ban anyway")
     text = safe_comment(comment) if comment else None
+    before = read_generation()
     folded = add_ban(kernel, network, timeout_s, text)
+    commits = Commits(before, read_generation(), 2 if folded else 1)
     outcome = f"banned {network}" + (f" for {timeout_s}s" if timeout_s else " until unbanned")
     if folded:
         outcome += f" (replacing the bans on {', '.join(map(str, folded))})"
     if text:
         outcome += f": {text}"
-    return outcome, _note(state, Action.BAN, outcome)
+    return outcome, _note(state, Action.BAN, outcome, commits)
 
 
 def unban(
     kernel: NftKernel, state: StateDir | None, network: Network
 ) -> tuple[str, tuple[str, ...]]:
     """Lift the ban on `network`; the one-line outcome and any history warnings."""
+    before = read_generation()
     remove_ban(kernel, network)
+    commits = Commits(before, read_generation(), 1)
     outcome = f"unbanned {network}"
-    return outcome, _note(state, Action.UNBAN, outcome)
+    return outcome, _note(state, Action.UNBAN, outcome, commits)
 
 
-def _note(state: StateDir | None, action: Action, outcome: str) -> tuple[str, ...]:
-    """The history row for a ban, where the state dir exists and is trusted."""
+def _note(
+    state: StateDir | None, action: Action, outcome: str, commits: Commits
+) -> tuple[str, ...]:
+    """The history row for a ban, where the state dir exists and is trusted; the records'
+    generation proofs are carried over the ban's own commits (records/carry_proof)."""
     if state is None:
         return ()
     try:
@@ -101,6 +110,7 @@ def _note(state: StateDir | None, action: Action, outcome: str) -> tuple[str, ..
         return (f"history not recorded: {error}",)
     try:
         with state.lock(timeout=LOCK_TIMEOUT):
+            carry_proof(state, commits)
             return note_change(state, BanChange(action), outcome)
     except PortguardError as error:  # the ban is in force: a missed row is only a warning
         return (f"history not recorded: {error}",)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from portguard import __version__
 from portguard.errors import PortguardError
-from portguard.facts.generation import RulesetGeneration, read_generation
+from portguard.facts.generation import RulesetGeneration, generation_from_json, read_generation
 from portguard.policy.bounded_read import MAX_SET_FILE_BYTES, FileReadError, read_regular_file
 from portguard.policy.load import read_policy_bytes
 from portguard.services import DEFAULT_SERVICES_FILE
@@ -34,6 +34,7 @@ __all__ = [
     "NOOP_FILE",
     "NoopProof",
     "applied_stat",
+    "carry_noop_proof",
     "code_fingerprint",
     "forget_proof",
     "inputs_fingerprint",
@@ -116,6 +117,22 @@ def record_proof(state: StateDir, proof: NoopProof) -> None:
         state.write_json_record(NOOP_FILE, data)
 
 
+def carry_noop_proof(
+    state: StateDir,
+    before: RulesetGeneration,
+    after: RulesetGeneration,
+    old_stat: tuple[int, int, int] | None,
+) -> None:
+    """Move noop.json to generation `after` and the rewritten applied.json, if it named
+    `before` and the applied.json of `old_stat` (proof_carry.py); else leave it."""
+    proof = _read_proof(state)
+    new_stat = applied_stat(state)
+    if proof is None or proof.generation != before or proof.applied_stat != old_stat:
+        return
+    if new_stat is not None:
+        record_proof(state, replace(proof, generation=after, applied_stat=new_stat))
+
+
 def forget_proof(state: StateDir) -> None:
     """Remove `noop.json` (best effort)."""
     with contextlib.suppress(StateError):
@@ -164,18 +181,14 @@ def _read_proof(state: StateDir) -> NoopProof | None:
     if data is None:
         return None
     try:
-        generation = data["generation"]
-        if not isinstance(generation, dict):
+        generation = generation_from_json(data["generation"])
+        if generation is None:
             return None
         return NoopProof(
             policy_path=str(data["policy_path"]),
             inputs=str(data["inputs"]),
             set_files=tuple((str(p), str(d)) for p, d in _pairs(data["set_files"])),
-            generation=RulesetGeneration(
-                str(generation["boot_id"]),
-                int(str(generation["netns_cookie"])),
-                int(str(generation["genid"])),
-            ),
+            generation=generation,
             applied_stat=_stat(data["applied_stat"]),
             warnings=tuple(str(w) for w in _items(data["warnings"])),
             omitted_warnings=int(str(data["omitted_warnings"])),

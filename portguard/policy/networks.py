@@ -155,6 +155,8 @@ class NetworkSet(Sequence[Network]):
             yield ipaddress.IPv6Network((key >> _PREFIX_BITS, key & _PREFIX_MASK))
 
     def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
         if isinstance(other, NetworkSet):
             return self._v4 == other._v4 and self._v6 == other._v6
         if isinstance(other, tuple):

@@ -1,0 +1,55 @@
+"""Carry the records' generation proofs over a command's own commits (bans, unbans).
+
+applied.json (facts/proven.py) and noop.json (noop.py) each name the ruleset generation at
+which they were last true. A ban commits to the ban sets, which no record compares, so the
+table is still exactly the record's afterwards: when the ban's commits were the only ones
+(the generation moved by exactly their number) both proofs move to the new generation, and
+the next `status` or `apply` need not list the table. Anything else in between, and the
+proofs stay behind (the next command lists the table and compares it, as always).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+
+from portguard.facts.generation import RulesetGeneration
+from portguard.noop import applied_stat, carry_noop_proof
+from portguard.state import StateDir, StateError
+
+__all__ = ["Commits", "carry_proof"]
+
+
+@dataclass(frozen=True)
+class Commits:
+    """A command's transactions: the generation before and after, and how many it made."""
+
+    before: RulesetGeneration | None
+    after: RulesetGeneration | None
+    count: int
+
+    @property
+    def alone(self) -> bool:
+        """Whether the command's own commits were the only ones between before and after."""
+        if self.before is None or self.after is None:
+            return False
+        same = (self.before.boot_id, self.before.netns_cookie) == (
+            self.after.boot_id,
+            self.after.netns_cookie,
+        )
+        return same and self.after.genid == self.before.genid + self.count
+
+
+def carry_proof(state: StateDir, commits: Commits) -> None:
+    """Move applied.json's and noop.json's generation from `before` to `after` (under the
+    state dir's lock; best effort: a proof left behind only costs a listing later)."""
+    if not commits.alone or commits.before is None or commits.after is None:
+        return
+    with contextlib.suppress(StateError):
+        records = state.read_records()
+        applied = records.applied
+        if applied is None or records.pending is not None or applied.generation != commits.before:
+            return
+        old_stat = applied_stat(state)
+        state.record_applied(replace(applied, generation=commits.after))
+        carry_noop_proof(state, commits.before, commits.after, old_stat)
