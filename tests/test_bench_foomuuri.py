@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import foomuuri
 from bench.foomuuri_run import ENVIRONMENT, SYSTEM_SHARE, Foomuuri, find_foomuuri, foomuuri_config
 
 
@@ -66,3 +67,15 @@ def test_config_allows_rules_from_the_list(tmp_path: Path) -> None:
     section = text.split("public-localhost {\n", 1)[1].split("}", 1)[0]
     assert section == "  tcp 22 saddr @big\n  udp 22 saddr @big\n"
     assert all((tmp_path / name).is_dir() for name in ("etc", "state", "run"))
+
+
+def test_main_without_foomuuri_prints_skipped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a Foomuuri, `python -m bench foomuuri` prints one "skipped" line, nothing else."""
+    monkeypatch.delenv(ENVIRONMENT, raising=False)
+    monkeypatch.setattr("sys.argv", ["python -m bench.foomuuri"])
+    foomuuri.main()
+    assert capsys.readouterr().out == (
+        f"bench.foomuuri: skipped (no Foomuuri given (--foomuuri PATH or {ENVIRONMENT}))\n"
+    )
