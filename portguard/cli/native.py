@@ -26,12 +26,14 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 COMPLETE_VAR = "_PORTGUARD_COMPLETE"  # set by the completion scripts when a shell asks
 
 
-def enable_completion_if_asked() -> None:
+def enable_completion_if_asked() -> bool:
     """Load typer's completion classes when a shell asks for candidates (the env var is set)."""
-    if os.environ.get(COMPLETE_VAR):
-        from typer._completion_classes import completion_init  # noqa: PLC0415 - rarely
+    if not os.environ.get(COMPLETE_VAR):
+        return False
+    from typer._completion_classes import completion_init  # noqa: PLC0415 - rarely
 
-        completion_init()
+    completion_init()
+    return True
 
 
 def _native_params(params: list[Any]) -> None:
