@@ -19,11 +19,16 @@ SHOW_MODULES = (
     " print(json.dumps([code, sorted(sys.modules)]), file=sys.stderr)"
 )
 # What an unchanged apply must not pay for: the apply engine, the lockout guard, the
-# Windows back end, typer's pydantic adapters (typer 0.29), the terminal tables.
+# policy loader (PyYAML), python-nftables, the renderer, the Windows back end, typer's
+# pydantic adapters (typer 0.29), the terminal tables.
 NOT_WHEN_UNCHANGED = (
     "portguard.apply",
     "portguard.cli.apply_full",
     "portguard.cli.lockout_guard",
+    "portguard.policy.load",
+    "yaml",
+    "nftables",
+    "portguard.backends.nftables",
     "portguard.backends.nft_swap",
     "portguard.backends.windows",
     "portguard.render.nftables",
