@@ -101,6 +101,9 @@ def build_app(command: str | None = None, *, every: bool = True) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,  # `portguard completion SHELL` and `install` provide it instead
         pretty_exceptions_enable=False,
+        # Help in rich panels on a terminal; piped (| less, | grep, scripts), click's plain
+        # text, without importing rich (~50 ms), like tables.py's tables.
+        rich_markup_mode="rich" if sys.stdout.isatty() else None,
         cls=NativeGroup,
         context_settings=CONTEXT_SETTINGS,
     )
