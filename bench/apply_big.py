@@ -155,7 +155,7 @@ def run_inside(elements: int, repeat: int, outer_netns: int) -> list[Timing]:
             _time("portguard re-apply, unchanged (no-op)", repeat, portguard_apply, lambda: None),
         ]
         live_table = read_live_table(kernel)
-        live = live_table.listing if live_table is not None else ""
+        live = (live_table.listing or "") if live_table is not None else ""
         count = sum(1 for line in live.splitlines() if f". {PORT}" in line)
         print(f"elements in the live set after the runs: ~{count} lines with '. {PORT}'")
         return timings

@@ -101,13 +101,15 @@ def measure(root: Path, size: int, rounds: int) -> dict[str, list[tuple[Sample, 
         directory = Path(temp)
         a, b = _write(directory, size)
         batch_a = _transaction(root, a, directory)
+        batch_b = _transaction(root, b, directory)
         for number in range(rounds):
             state = directory / f"state{number}"
             netns.run(["nft", "delete", "table", "inet", "portguard"], check=False)
             nft = _timed(netns, ["nft", "-f", str(batch_a)], root)
+            nft_replace = _timed(netns, ["nft", "-f", str(batch_b)], root)  # over A's table
             netns.run(["nft", "delete", "table", "inet", "portguard"])
             steps["first"].append((_apply(netns, root, state, a), nft))
-            steps["replace"].append((_apply(netns, root, state, b), nft))
+            steps["replace"].append((_apply(netns, root, state, b), nft_replace))
             steps["unchanged"].append((_apply(netns, root, state, b), nft))
         netns.run(["nft", "delete", "table", "inet", "portguard"], check=False)
     return steps

@@ -28,18 +28,20 @@ import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from portguard.backends.nft_swap import load_table, replace_whole
+from portguard.backends.nft_swap import Loaded, load_table, replace_whole
 from portguard.backends.nftables import KernelRefused, NftKernel
 from portguard.drift import RulesetState, classify, table_in_force
 from portguard.errors import PortguardError
 from portguard.facts.generation import RulesetGeneration, read_generation
+from portguard.facts.proven import proven_live, settle_records
+from portguard.facts.reference import can_reproduce
 from portguard.facts.ruleset import LiveTable, read_live_table
 from portguard.faults import checkpoint
 from portguard.history import note_change
 from portguard.noop import inputs_fingerprint, services_digest
 from portguard.policy import parse_policy
 from portguard.policy.load import LoadedPolicy, read_policy_bytes
-from portguard.render.nft_table import NftTable
+from portguard.render.nft_table import GENERATIONS, NftTable
 from portguard.render.nftables import render_table
 from portguard.state import (
     DEFAULT_LOCK_TIMEOUT,
@@ -158,10 +160,22 @@ def load_target(path: Path) -> tuple[LoadedPolicy, Target]:
     return loaded, Target(render_table(loaded.policy), file, data.decode("utf-8"), inputs=inputs)
 
 
-def gather_facts(kernel: NftKernel, state: StateDir) -> RulesetFacts:
-    """The live table (through the command's one handle) and every record, read once."""
+def gather_facts(
+    kernel: NftKernel, state: StateDir, settled: Records | None = None
+) -> RulesetFacts:
+    """The live table (through the command's one handle) and every record, read once.
+
+    Not listed at all while the generation proves it the applied record (facts/proven.py);
+    a listed table is compared with the record's listing, reproduced if it was not kept
+    (or taken from `settled`, records read earlier in this command).
+    """
     generation = read_generation()  # first: a commit after it makes a new generation
-    return RulesetFacts(read_live_table(kernel), state.read_records(), generation)
+    records = state.read_records()
+    live = proven_live(records, generation)
+    if live is None:
+        live = read_live_table(kernel)
+        records = settle_records(records, live, settled)
+    return RulesetFacts(live, records, generation)
 
 
 def _facts_again(kernel: NftKernel, state: StateDir, earlier: RulesetFacts) -> RulesetFacts:
@@ -171,8 +185,21 @@ def _facts_again(kernel: NftKernel, state: StateDir, earlier: RulesetFacts) -> R
     read again, not the listing of a table that may hold a million elements.
     """
     if earlier.generation is not None and read_generation() == earlier.generation:
-        return RulesetFacts(earlier.live, state.read_records(), earlier.generation)
-    return gather_facts(kernel, state)
+        records = settle_records(state.read_records(), earlier.live, earlier.records)
+        return RulesetFacts(earlier.live, records, earlier.generation)
+    return gather_facts(kernel, state, earlier.records)
+
+
+def _seen(facts: RulesetFacts) -> LiveTable | None:
+    """The live table as a plan sees it: one in force by the applied record is that record's,
+    whether proven by generation or listed (so a commit elsewhere is not a change)."""
+    live, applied = facts.live, facts.records.applied
+    if live is None or applied is None or live.listing is None:
+        return live
+    in_force = table_in_force(facts.records, live)
+    if in_force is None or in_force.digest != applied.digest or live.listing != applied.listing:
+        return live
+    return replace(live, listing=None)
 
 
 def plan_change(target: Target, facts: RulesetFacts) -> ChangePlan:
@@ -200,7 +227,7 @@ def execute(
     with state.lock(lock_timeout):
         checkpoint("locked")
         facts = _facts_again(kernel, state, plan.facts)
-        if verify_unchanged and facts.live != plan.facts.live:
+        if verify_unchanged and _seen(facts) != _seen(plan.facts):
             raise ChangedSincePlan(
                 "table inet portguard changed since the plan was made; nothing was applied,"
                 " run the command again"
@@ -237,11 +264,13 @@ def _carry_out(
             raise
         warnings.append(f"{error}; applying without a record")
     checkpoint("pending-written")
+    proof = None
     if plan.kernel_change:
-        _change_kernel(kernel, plan, state)
+        before = read_generation()  # the apply's own commits must account for every step
+        proof = _proven(before, _change_kernel(kernel, plan, state))
     try:
         applied, generation = _record(
-            kernel, plan.target, state, promote=promote, warnings=warnings
+            kernel, plan.target, state, proof, promote=promote, warnings=warnings
         )
     except PortguardError as error:
         if keep:
@@ -257,14 +286,35 @@ def _pending(target: Target) -> PendingChange:
     return PendingChange(target.policy_path, target.policy_text, target.table, now_text())
 
 
-def _change_kernel(kernel: NftKernel, plan: ChangePlan, state: StateDir) -> None:
-    """Make the target live; on a refusal forget the intent (best effort) and re-raise."""
+@dataclass(frozen=True)
+class _ProvenLoad:
+    """A load whose commits were the only ones: the generation after it, and its set suffix."""
+
+    generation: RulesetGeneration
+    suffix: str
+
+
+def _proven(before: RulesetGeneration | None, loaded: Loaded | None) -> _ProvenLoad | None:
+    """The proof that the live table is exactly what `loaded` put there, if the generation
+    moved by exactly its number of commits (None: something else committed, or unknown)."""
+    after = read_generation()
+    if before is None or after is None or loaded is None or not can_reproduce():
+        return None  # without a private namespace a later comparison needs the listing now
+    same_namespace = (before.boot_id, before.netns_cookie) == (after.boot_id, after.netns_cookie)
+    if not same_namespace or after.genid != before.genid + loaded.commits:
+        return None
+    return _ProvenLoad(after, loaded.suffix)
+
+
+def _change_kernel(kernel: NftKernel, plan: ChangePlan, state: StateDir) -> Loaded | None:
+    """Make the target live (its load, None for a removal); on a refusal forget the intent
+    (best effort) and re-raise."""
     try:
         if plan.target.table is None:
             kernel.delete_table()
             checkpoint("rules-swapped")
-        else:
-            load_table(kernel, plan.target.table, plan.facts.live)
+            return None
+        return load_table(kernel, plan.target.table, plan.facts.live)
     except KernelRefused:
         with contextlib.suppress(StateError):
             state.clear_pending()
@@ -272,12 +322,19 @@ def _change_kernel(kernel: NftKernel, plan: ChangePlan, state: StateDir) -> None
 
 
 def _record(
-    kernel: NftKernel, target: Target, state: StateDir, *, promote: bool, warnings: list[str]
+    kernel: NftKernel,
+    target: Target,
+    state: StateDir,
+    loaded: _ProvenLoad | None,
+    *,
+    promote: bool,
+    warnings: list[str],
 ) -> tuple[AppliedState | None, RulesetGeneration | None]:
     """Record what is live now (or the removal), promote it, and clear the intent.
 
-    Also the ruleset generation read just before the recorded listing (None for a removal,
-    or when the listing has leftover sets, which the next apply must still remove).
+    A proven load is recorded by its generation, without listing the table; otherwise the
+    table is listed. Also returns the generation at which the record was true (None for a
+    removal, or when the listing has leftover sets, which the next apply must still remove).
     """
     generation = None
     if target.table is None:
@@ -285,19 +342,27 @@ def _record(
         checkpoint("recorded")
         applied = None
     else:
-        generation = read_generation()  # before the listing the record keeps
-        live = read_live_table(kernel)
-        if live is None:
-            raise EmptyListing("nftables accepted the ruleset but table inet portguard is missing")
-        if live.leftover_sets:
-            generation = None
+        if loaded is not None:
+            generation, listing, suffix = loaded.generation, None, loaded.suffix
+        else:
+            generation = read_generation()  # before the listing the record keeps
+            live = read_live_table(kernel)
+            if live is None:
+                raise EmptyListing(
+                    "nftables accepted the ruleset but table inet portguard is missing"
+                )
+            if live.leftover_sets:
+                generation = None
+            listing, suffix = live.listing, live.used_generation or GENERATIONS[0]
         applied = AppliedState(
             policy_path=target.policy_path,
             policy_text=target.policy_text,
             table=target.table,
-            listing=live.listing,
+            listing=listing,
             applied_at=now_text(),
             source=target.action,
+            generation=generation,
+            suffix=suffix,
         )
         state.record_applied(applied)
         checkpoint("recorded")
@@ -320,7 +385,7 @@ def _roll_back(kernel: NftKernel, before: RulesetFacts, cause: PortguardError) -
         elif previous is not None:
             prefer = before.live.used_generation
             load_table(kernel, previous, read_live_table(kernel), prefer)
-        else:  # a table portguard did not make: its own listing, in one transaction
+        elif before.live.listing is not None:  # not portguard's: its listing, in one batch
             replace_whole(kernel, before.live.listing)
     except PortguardError as failure:
         raise RecordFailed(

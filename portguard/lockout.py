@@ -194,6 +194,8 @@ def services_cut_off(
     policy: Policy, sockets: tuple[ListeningSocket, ...], ssh: SshConnection | None
 ) -> tuple[ListeningSocket, ...]:
     """Exposed sockets the policy blocks for every source, other than the SSH session's port."""
+    if not sockets:
+        return ()  # nothing to judge: the index over every `from` list is not built
     ssh_port = ssh.server_port if ssh is not None else None
     index = reach_index(policy)
     return tuple(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from portguard import __version__
 from portguard.errors import PortguardError
-from portguard.facts.generation import RulesetGeneration, read_generation
+from portguard.facts.generation import RulesetGeneration, generation_from_json, read_generation
 from portguard.policy.bounded_read import (
     MAX_SET_FILE_BYTES,
     FileReadError,
@@ -168,18 +168,14 @@ def _read_proof(state: StateDir) -> NoopProof | None:
     if data is None:
         return None
     try:
-        generation = data["generation"]
-        if not isinstance(generation, dict):
+        generation = generation_from_json(data["generation"])
+        if generation is None:
             return None
         return NoopProof(
             policy_path=str(data["policy_path"]),
             inputs=str(data["inputs"]),
             set_files=tuple((str(p), str(d)) for p, d in _pairs(data["set_files"])),
-            generation=RulesetGeneration(
-                str(generation["boot_id"]),
-                int(str(generation["netns_cookie"])),
-                int(str(generation["genid"])),
-            ),
+            generation=generation,
             applied_stat=_stat(data["applied_stat"]),
             warnings=tuple(str(w) for w in _items(data["warnings"])),
             omitted_warnings=int(str(data["omitted_warnings"])),

@@ -46,7 +46,8 @@ def rules_change(
     """What replacing the live table with `rendering` (of `policy`) changes."""
     in_force = table_in_force(records, live)
     if in_force is None:
-        before = live.listing if live is not None and (live.has_chain or live.foreign) else ""
+        listed = live is not None and (live.has_chain or live.foreign)
+        before = (live.listing or "") if live is not None and listed else ""
         return RulesChange(before, rules_text(rendering), None, None)
     old = _policy_of(records, in_force)
     after = rules_text(rendering)

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from portguard.errors import PortguardError
+from portguard.facts.generation import RulesetGeneration, generation_from_json
 from portguard.faults import checkpoint
-from portguard.render.nft_table import NftTable, table_from_json
+from portguard.render.nft_table import GENERATIONS, NftTable, table_from_json
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -90,14 +91,23 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class AppliedState:
-    """One applied policy: its source, its rendering, and the kernel's listing right after."""
+    """One applied policy: its source, its rendering, and how the live table was proven to be it.
+
+    Either the kernel's listing right after (`listing`), or, when the ruleset generation
+    showed that the apply's own transactions were the only ones committed, no listing and
+    that `generation`: while it is still the live one, the table is exactly this rendering
+    under `suffix` (facts/proven.py). The generation is kept with a listing too (read just
+    before it), so a later command can skip listing the table again.
+    """
 
     policy_path: str
     policy_text: str
     table: NftTable
-    listing: str
+    listing: str | None  # None: not listed (proven by `generation`)
     applied_at: str
     source: Action = Action.APPLY
+    generation: RulesetGeneration | None = None
+    suffix: str = GENERATIONS[0]  # the generation suffix of the live set names
 
     @property
     def digest(self) -> str:
@@ -265,9 +275,13 @@ class StateDir:
             return None
         path = self.path / name
         try:
-            listing = text_field(data, "listing")
-            if listing_digest(listing) != data.get("listing_sha256"):
-                raise ValueError("listing does not match its sha256")
+            listing = _listing_field(data)
+            generation = generation_from_json(data.get("generation"))
+            if listing is None and generation is None:
+                raise ValueError("neither a listing nor a generation")
+            suffix = str(data.get("suffix", GENERATIONS[0]))
+            if suffix not in GENERATIONS:
+                raise ValueError(f"unknown set suffix {suffix!r}")
             table = table_from_json(data.get("table"))
             if table.digest != data.get("digest"):
                 raise ValueError("table does not match its digest")
@@ -278,6 +292,8 @@ class StateDir:
                 listing=listing,
                 applied_at=text_field(data, "applied_at"),
                 source=Action(str(data.get("source", Action.APPLY.value))),
+                generation=generation,
+                suffix=suffix,
             )
         except ValueError as error:
             raise StateError(f"{path}: damaged record: {error}") from None
@@ -341,10 +357,26 @@ def _applied_json(applied: AppliedState) -> dict[str, object]:
         "digest": applied.digest,
         "table": applied.table.to_json(),
         "listing": applied.listing,
-        "listing_sha256": listing_digest(applied.listing),
+        "listing_sha256": None if applied.listing is None else listing_digest(applied.listing),
         "applied_at": applied.applied_at,
         "source": applied.source.value,
+        "generation": None if applied.generation is None else applied.generation.to_json(),
+        "suffix": applied.suffix,
     }
+
+
+def _listing_field(data: Mapping[str, object]) -> str | None:
+    """The record's listing (None when the record is proven by generation instead)."""
+    listing = data.get("listing")
+    if listing is None:
+        if data.get("listing_sha256") is not None:
+            raise ValueError("listing does not match its sha256")
+        return None
+    if not isinstance(listing, str):
+        raise ValueError("no text field 'listing'")
+    if listing_digest(listing) != data.get("listing_sha256"):
+        raise ValueError("listing does not match its sha256")
+    return listing
 
 
 def text_field(data: Mapping[str, object], key: str) -> str:

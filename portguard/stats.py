@@ -11,6 +11,7 @@ before any entry's rule.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from portguard.facts.counters import BlockedPort, LiveCounters, RuleCounter
@@ -93,14 +94,26 @@ class StatsBaseline:
         )
 
 
-def _group(policy: Policy, number: int, proto: str) -> tuple[str, ...]:
-    """The generation-free set names that identify the rule(s) accepting for an entry."""
+def _group(policy: Policy, number: int, proto: str, counted: Iterable[str]) -> tuple[str, ...]:
+    """The generation-free set names that identify the rule(s) accepting for an entry.
+
+    A `from` entry's sources may be in the shared `from4_tcp` set or, for a port range open
+    to many sources, in a numbered set of its own (`from4_tcp_1`, render/nftables.py); any
+    of those of its protocol and families may hold it, so all of them count (shared).
+    """
     rule = policy.allow[number - 1]
     if rule.interface is not None or rule.limit is not None or rule.log:
         return (f"e{number}_ports",)
     if rule.sources is None:
         return (f"open_{proto}",)
-    return tuple(f"from{f}_{proto}" for f in (4, 6) if any(n.version == f for n in rule.sources))
+    bases = [f"from{f}_{proto}" for f in (4, 6) if any(n.version == f for n in rule.sources)]
+    numbered = sorted(
+        n
+        for n in counted
+        for base in bases
+        if n.startswith(f"{base}_") and n[len(base) + 1 :].isdigit()
+    )
+    return (*bases, *numbered)
 
 
 def build_stats(
@@ -134,7 +147,7 @@ def build_stats(
     entries: list[EntryStats] = []
     if policy is not None:
         groups = {
-            (number, proto.value): _group(policy, number, proto.value)
+            (number, proto.value): _group(policy, number, proto.value, totals)
             for number, rule in enumerate(policy.allow, 1)
             for proto in rule.protos
         }

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from portguard.facts.counters import parse_counters
+from portguard.facts.counters import LiveCounters, RuleCounter, parse_counters
+from portguard.policy import parse_policy
+from portguard.stats import build_stats
 from tests.netns import HOST_V4, HOST_V6, SCANNER_V4, SCANNER_V6, Lab, Netns, portguard_argv
 from tests.probe import FILTERED, OPEN, Probe, apply_in_host, listeners, prepare_lab, scan
 
@@ -143,3 +145,21 @@ def test_stats_count_new_connections_and_blocked_ports(net_lab: Lab, tmp_path: P
         assert set(_by_port(after_reset).values()) <= {0}
         assert {r.outcome for r in scan(net_lab.scanner, allowed[:1])} == {OPEN}
         assert _entry_packets(_stats(net_lab, state))["22"] == 1
+
+
+def test_an_entry_with_its_own_address_set_is_counted() -> None:
+    """A `from` list over 64 sources has a numbered set and rule (`@from4_tcp_1`); its
+    counter is the entry's, with the shared `@from4_tcp` rule's."""
+    sources = ", ".join(f"10.0.{n}.0/24" for n in range(0, 200, 2))
+    text = f"version: 1\nallow:\n  - port: 443\n    from: [{sources}]\n"
+    policy = parse_policy(text.encode(), "big.yaml").policy
+    counters = LiveCounters(
+        rules=(
+            RuleCounter("input", ("from4_tcp_1",), 7, 420),
+            RuleCounter("input", ("from4_tcp",), 2, 120),
+            RuleCounter("input", ("from4_udp_1",), 50, 3000),
+        ),
+        blocked=(),
+    )
+    stats = build_stats(policy, counters, bans=0, in_sync=True, last_apply=None)
+    assert [(e.ports, e.packets) for e in stats.entries] == [("443", 9)]

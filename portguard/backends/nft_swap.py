@@ -31,7 +31,15 @@ from portguard.render.nft_table import (
 )
 from portguard.render.nftables import transaction
 
-__all__ = ["SwapBatches", "load_table", "replace_whole", "swap_batches"]
+__all__ = ["Loaded", "SwapBatches", "load_table", "replace_whole", "swap_batches"]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a load committed: how many transactions, and the set suffix the live rules use."""
+
+    commits: int
+    suffix: str
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class SwapBatches:
     fill_sets: str
     swap_rules: str
     new_set_names: tuple[str, ...]
+    suffix: str
 
 
 def swap_batches(
@@ -86,17 +95,19 @@ def swap_batches(
         swap_rules="\n".join(swap) + "\n",
         # Ban sets are declared again (a no-op when present) but never undone: they hold bans.
         new_set_names=tuple(n for n in table.set_names(suffix) if n not in PERSISTENT_SETS),
+        suffix=suffix,
     )
 
 
 def load_table(
     kernel: NftKernel, table: NftTable, live: LiveTable | None, prefer: str | None = None
-) -> None:
+) -> Loaded:
     """Make `table` the live table in place of `live` (None: no table now), atomically.
 
-    On a refusal nothing that filters packets has changed: the unused new sets are deleted
-    again (and a table this call created is removed), and KernelRefused is raised, located
-    in `table`'s own text where a dry run can.
+    Returns how many transactions it committed (each makes one new ruleset generation) and
+    the set suffix the new rules use. On a refusal nothing that filters packets has changed:
+    the unused new sets are deleted again (and a table this call created is removed), and
+    KernelRefused is raised, located in `table`'s own text where a dry run can.
     """
     batches = swap_batches(table, live, prefer)
     if batches is None:
@@ -104,9 +115,11 @@ def load_table(
         # in within the same transaction, with the time they had left.
         replace_whole(kernel, table.text(GENERATIONS[0]) + readd_bans(kernel, table))
         checkpoint("rules-swapped")
-        return
+        return Loaded(commits=1, suffix=GENERATIONS[0])
+    commits = 2
     if batches.drop_leftovers is not None:
         kernel.run(batches.drop_leftovers)  # unused sets: no packet meets them
+        commits += 1
     checkpoint("leftovers-deleted")
     try:
         kernel.run(batches.fill_sets)
@@ -117,6 +130,7 @@ def load_table(
         located = locate_refusal(transaction(table.text()), f"Error: {refusal.kernel_message}")
         raise (located if located.line_number is not None else refusal) from None
     checkpoint("rules-swapped")
+    return Loaded(commits, batches.suffix)
 
 
 def replace_whole(kernel: NftKernel, table_text: str) -> None:

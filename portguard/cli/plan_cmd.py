@@ -140,7 +140,7 @@ def _ruleset(
     if in_force is not None:
         old, old_name = in_force.text(), "in force"
     elif facts.live is not None:
-        old, old_name = facts.live.listing, "live (not a known portguard rendering)"
+        old, old_name = facts.live.listing or "", "live (not a known portguard rendering)"
     else:
         old, old_name = "", "live (no portguard rules)"
     return state, unified_diff(old, rendering.text(), old_name, policy_name), None, change

@@ -147,7 +147,8 @@ def _details(
         else:
             lines.append(f"applied from {printable(applied.policy_path)} at {applied.applied_at}")
             lines.append("the live table was changed after portguard applied it:")
-            lines.append(unified_diff(applied.listing, live.listing, "applied", "live").rstrip())
+            recorded = applied.rendered if applied.listing is None else applied.listing
+            lines.append(unified_diff(recorded, live.listing or "", "applied", "live").rstrip())
     elif applied is not None:
         lines.append(f"applied from {printable(applied.policy_path)} at {applied.applied_at}")
     if verdict is RulesetState.DIFFERS and rendering is not None:

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RulesetGeneration", "read_generation"]
+__all__ = ["RulesetGeneration", "generation_from_json", "read_generation"]
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 NETLINK_NETFILTER = 12
@@ -44,6 +44,20 @@ class RulesetGeneration:
     def to_json(self) -> dict[str, object]:
         """A JSON-ready form."""
         return {"boot_id": self.boot_id, "netns_cookie": self.netns_cookie, "genid": self.genid}
+
+
+def generation_from_json(value: object) -> RulesetGeneration | None:
+    """The generation from its JSON form (None for null); ValueError when malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("generation is not an object")
+    try:
+        return RulesetGeneration(
+            str(value["boot_id"]), int(str(value["netns_cookie"])), int(str(value["genid"]))
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"damaged generation: {error}") from None
 
 
 def read_generation() -> RulesetGeneration | None:

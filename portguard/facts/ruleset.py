@@ -23,9 +23,11 @@ __all__ = ["LiveTable", "listing_lines", "parse_live_table", "read_live_table"]
 class LiveTable:
     """What the kernel holds as `table inet portguard`, read once."""
 
-    listing: str  # stateless text listing, meter elements and leftover sets cut out
+    # The stateless text listing, meter elements and leftover sets cut out; None when not
+    # listed because the ruleset generation proves it the applied record's (facts/proven.py).
+    listing: str | None
     marker: str | None  # the digest the first rule's comment names, if it carries one
-    set_names: tuple[str, ...]  # every set, leftovers included
+    set_names: tuple[str, ...]  # every set, leftovers included, sorted
     leftover_sets: tuple[str, ...]  # generation sets no rule uses (an interrupted apply's)
     foreign: bool  # objects portguard never makes (maps, other chains, flowtables ...)
     has_chain: bool = True  # False: only sets (a first apply killed before its rules went in)
@@ -92,7 +94,7 @@ def parse_live_table(listing: str) -> LiveTable:
     return LiveTable(
         listing=_without_sets(listing, leftovers),
         marker=marker,
-        set_names=tuple(set_names),
+        set_names=tuple(sorted(set_names)),
         leftover_sets=leftovers,
         foreign=foreign,
         has_chain=has_chain,

@@ -176,9 +176,9 @@ def _sets(layout: Shapes) -> list[NftSet]:
                 kind = f"{FAMILY_TYPE[family]} . inet_service"
                 name = f"from{family}_{proto.value}"
                 sets.append(_interval_set(name, kind, _concat_elements(small)))
-            for index, piece in enumerate(big, start=1):
+            for index, (_ports, sources) in enumerate(_by_sources(big), start=1):
                 name = f"from{family}_{proto.value}_{index}"
-                sets.append(_interval_set(name, FAMILY_TYPE[family], piece.sources))
+                sets.append(_interval_set(name, FAMILY_TYPE[family], sources))
     for number, rule in layout.special:
         sets.extend(_special_sets(number, rule))
     sets.append(
@@ -205,8 +205,8 @@ def _allow_rules(layout: Shapes, port: PortMatch) -> list[NftRule]:
             if small:
                 match = port.for_proto(proto.value, f"{FAMILY_MATCH[family]} saddr . ")
                 rules.append(_rule(match, SetRef(f"from{family}_{proto.value}"), ACCEPT))
-            for index, piece in enumerate(big, start=1):
-                match = f"{port.for_proto(proto.value)}{piece.ports} {FAMILY_MATCH[family]} saddr "
+            for index, (ports, _sources) in enumerate(_by_sources(big), start=1):
+                match = f"{port.for_proto(proto.value)}{ports} {FAMILY_MATCH[family]} saddr "
                 rules.append(_rule(match, SetRef(f"from{family}_{proto.value}_{index}"), ACCEPT))
     for number, rule in layout.special:
         rules.extend(_special_rules(number, rule, port))
@@ -298,6 +298,22 @@ def _split_pieces(
     small = tuple(p for p in pieces if len(p.sources) <= most)
     big = tuple(p for p in pieces if len(p.sources) > most)
     return small, big
+
+
+def _by_sources(big: tuple[SourcePorts, ...]) -> list[tuple[str, tuple[Network, ...]]]:
+    """The big pieces grouped by their source list: (dport expression, sources) per group.
+
+    Port ranges open to the same sources (`port: [22, 2222]` from one list) share one
+    address set and one rule (`tcp dport { 22, 2222 } ip saddr @from4_tcp_1`), so a list is
+    loaded into the kernel once, not once per range.
+    """
+    groups: dict[tuple[Network, ...], list[PortRange]] = {}
+    for piece in big:
+        groups.setdefault(piece.sources, []).append(piece.ports)
+    return [
+        (str(ports[0]) if len(ports) == 1 else "{ " + ", ".join(map(str, ports)) + " }", sources)
+        for sources, ports in groups.items()
+    ]
 
 
 def _concat_elements(elements: tuple[SourcePorts, ...]) -> Iterable[str]:
