@@ -44,6 +44,7 @@ from portguard.policy.load import LoadedPolicy, read_policy_bytes
 from portguard.render.nft_table import GENERATIONS, NftTable
 from portguard.render.nftables import render_table
 from portguard.state import (
+    DEFAULT_LOCK_TIMEOUT,
     Action,
     AppliedState,
     PendingChange,
@@ -67,8 +68,6 @@ __all__ = [
     "load_target",
     "plan_change",
 ]
-
-DEFAULT_LOCK_TIMEOUT = 30.0
 
 
 class EmptyListing(PortguardError):

@@ -25,8 +25,12 @@ from pathlib import Path
 from portguard import __version__
 from portguard.errors import PortguardError
 from portguard.facts.generation import RulesetGeneration, generation_from_json, read_generation
-from portguard.policy.bounded_read import MAX_SET_FILE_BYTES, FileReadError, read_regular_file
-from portguard.policy.load import read_policy_bytes
+from portguard.policy.bounded_read import (
+    MAX_SET_FILE_BYTES,
+    FileReadError,
+    read_policy_bytes,
+    read_regular_file,
+)
 from portguard.services import DEFAULT_SERVICES_FILE
 from portguard.state import APPLIED_FILE, PENDING_FILE, StateDir, StateError
 

@@ -46,9 +46,10 @@ def carry_proof(state: StateDir, commits: Commits) -> None:
     if not commits.alone or commits.before is None or commits.after is None:
         return
     with contextlib.suppress(StateError):
-        records = state.read_records()
-        applied = records.applied
-        if applied is None or records.pending is not None or applied.generation != commits.before:
+        applied = state.read_applied()
+        if applied is None or state.read_pending() is not None:
+            return
+        if applied.generation != commits.before:
             return
         old_stat = applied_stat(state)
         state.record_applied(replace(applied, generation=commits.after))

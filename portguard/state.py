@@ -23,6 +23,7 @@ from portguard.faults import checkpoint
 from portguard.render.nft_table import GENERATIONS, NftTable, table_from_json
 
 __all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_STATE_DIR",
     "STATE_DIR_ENV",
     "Action",
@@ -46,6 +47,7 @@ REMOVED_FILE = "removed.json"
 PENDING_FILE = "pending.json"
 MAX_RECORD_BYTES = 1 << 30  # a record holds the listing of up to millions of set elements
 LOCK_POLL_SECONDS = 0.02
+DEFAULT_LOCK_TIMEOUT = 30.0  # seconds a command waits for another one's lock on the state dir
 
 
 T = TypeVar("T")

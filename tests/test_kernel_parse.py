@@ -26,10 +26,10 @@ INJECTION = ROOT / "tests" / "scenarios" / "13-comment-injection" / "policy.yaml
 # Run in a child inside the namespace: `check` with a renderer that writes an impossible port.
 BAD_PORT_HOOK = """
 import sys
-import portguard.cli.check_cmd as check_cmd
+import portguard.render.nftables as renderer  # check_cmd imports it when it dry-runs
 from portguard.cli import main
-real = check_cmd.render_nftables
-check_cmd.render_nftables = lambda policy: real(policy).replace("\\t\\t\\t22,", "\\t\\t\\t70000,")
+real = renderer.render_nftables
+renderer.render_nftables = lambda policy: real(policy).replace("\\t\\t\\t22,", "\\t\\t\\t70000,")
 raise SystemExit(main(["check", sys.argv[1]]))
 """
 

@@ -70,8 +70,35 @@ def test_usage_names_arguments_in_capitals(capsys: pytest.CaptureFixture[str]) -
     """`apply -h` reads `Usage: portguard apply [OPTIONS] POLICY`."""
     text = _help(capsys, "apply", "-h")
     assert "Usage: portguard apply [OPTIONS] POLICY" in text
-    assert "Usage: portguard rollback [OPTIONS] [ID] " in _help(capsys, "rollback", "-h")
-    assert "Usage: portguard check [OPTIONS] POLICY... " in _help(capsys, "check", "-h")
+    assert re.search(
+        r"Usage: portguard rollback \[OPTIONS\] \[ID\]\s", _help(capsys, "rollback", "-h")
+    )
+    assert re.search(
+        r"Usage: portguard check \[OPTIONS\] POLICY\.\.\.\s", _help(capsys, "check", "-h")
+    )
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux script for a pty")
+def test_help_is_rich_on_a_terminal_and_plain_piped() -> None:
+    """On a terminal -h draws rich panels; piped it is plain text and rich is not imported."""
+    argv = [sys.executable, "-m", "portguard", "render", "-h"]
+    tty = subprocess.run(
+        ["script", "-qec", " ".join(argv), "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "╭─" in tty and "POLICY" in tty  # a rich panel's corner
+    show = "import runpy, sys; sys.argv = ['portguard', 'render', '-h']\n"
+    show += "try:\n    runpy.run_module('portguard', run_name='__main__')\n"
+    show += "except SystemExit:\n    print('rich' in sys.modules)"
+    piped = subprocess.run(
+        [sys.executable, "-c", show], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "╭" not in piped
+    assert "Usage: portguard render [OPTIONS] POLICY" in piped
+    assert piped.rstrip().endswith("False")
 
 
 def test_uninstall_root_help_says_remove(capsys: pytest.CaptureFixture[str]) -> None:

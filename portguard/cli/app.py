@@ -90,19 +90,27 @@ def _root(
     """
 
 
-def build_app(command: str | None = None) -> typer.Typer:
-    """The typer app with `command`'s module registered, or every module (None / unknown)."""
+def build_app(command: str | None = None, *, every: bool = True) -> typer.Typer:
+    """The typer app with `command`'s module registered; else every module, or none (every=False).
+
+    None is for a command line that names no command: one that may show the command list
+    (help, completion) needs every module; `--version` needs none.
+    """
     app = typer.Typer(
         name="portguard",
         no_args_is_help=True,
         add_completion=False,  # `portguard completion SHELL` and `install` provide it instead
         pretty_exceptions_enable=False,
+        # Help in rich panels on a terminal; piped (| less, | grep, scripts), click's plain
+        # text, without importing rich (~50 ms), like tables.py's tables.
+        rich_markup_mode="rich" if sys.stdout.isatty() else None,
         cls=NativeGroup,
         context_settings=CONTEXT_SETTINGS,
     )
     app.callback()(_root)
     one = COMMAND_MODULES.get(command or "")
-    for name in dict.fromkeys(COMMAND_MODULES.values()) if one is None else (one,):
+    every_module = tuple(dict.fromkeys(COMMAND_MODULES.values())) if every else ()
+    for name in every_module if one is None else (one,):
         import_module(f"portguard.cli.{name}").register(app)
     return app
 
@@ -119,13 +127,19 @@ def _command_name(args: Sequence[str]) -> str | None:
     return next((arg for arg in args if not arg.startswith("-")), None)
 
 
+def _lists_commands(args: Sequence[str]) -> bool:
+    """Whether a command line that names no command shows the command list (help)."""
+    return not args or "-h" in args or "--help" in args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; every failure is one line on stderr and exit status 1 (no traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    enable_completion_if_asked()
+    completing = enable_completion_if_asked()
+    command = _command_name(args)
     try:
-        app = build_app(_command_name(args))
+        app = build_app(command, every=command is not None or completing or _lists_commands(args))
         result = app(args=args, prog_name="portguard", standalone_mode=False)
     except typer.Exit as stop:
         return stop.exit_code

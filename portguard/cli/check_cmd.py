@@ -7,13 +7,11 @@ from typing import Annotated
 
 import typer
 
-from portguard.backends.nftables import NftablesUnavailable, dry_run
 from portguard.cli.output import err, out, print_warnings
 from portguard.cli.windows_cmds import on_windows
 from portguard.errors import PortguardError
 from portguard.policy import load_policy
 from portguard.policy.load import require_linux_interfaces
-from portguard.render.nftables import render_nftables, transaction
 
 __all__ = ["register"]
 
@@ -54,6 +52,10 @@ def _check_one(policy: Path, kernel: bool) -> int:
     if not kernel:
         out(f"{summary}; kernel dry run not requested")
         return 0
+    # Only the dry run needs the renderer and nftables (not `check --no-kernel`).
+    from portguard.backends.nftables import NftablesUnavailable, dry_run  # noqa: PLC0415
+    from portguard.render.nftables import render_nftables, transaction  # noqa: PLC0415
+
     try:
         dry_run(transaction(render_nftables(loaded.policy)))
     except NftablesUnavailable as why:

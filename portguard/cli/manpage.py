@@ -61,7 +61,8 @@ def _value_label(param: TyperOption, ctx: typer.Context) -> str:
     """PATH, SECONDS, {text|json}: what the option's value looks like."""
     if param.metavar:
         return param.metavar
-    shown = param.display_type(ctx).strip("<>")
+    # How typer's help shows the type: <path>, <float range>, <text|json>.
+    shown = (param.type.get_metavar(param=param, ctx=ctx) or param.type.name).strip("<>")
     if "|" in shown:
         return "{" + shown + "}"
     return shown.split(" ")[0].upper() or (param.name or "value").upper()

@@ -1,7 +1,7 @@
-"""Help that reads like a native Unix tool: `-h`, no `<bool>` after flags, `POLICY` in usage.
+"""Help that reads like a native Unix tool: `-h`, `POLICY` in usage and the argument table.
 
-typer 0.29 shows every flag with a `<bool>` type (as if it took a value) and a required
-argument as `{policy}`; these classes fix the display only, never the parsing.
+typer shows a required argument as `{policy}` in the usage line and `policy` in the table;
+these classes fix the display only, never the parsing.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import os
 from typing import Any
 
 from typer import _click
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from portguard.cli.help_text import epilog
 
 __all__ = [
     "COMPLETE_VAR",
     "CONTEXT_SETTINGS",
-    "NativeArgument",
     "NativeCommand",
     "NativeGroup",
     "enable_completion_if_asked",
@@ -27,35 +26,21 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 COMPLETE_VAR = "_PORTGUARD_COMPLETE"  # set by the completion scripts when a shell asks
 
 
-def enable_completion_if_asked() -> None:
+def enable_completion_if_asked() -> bool:
     """Load typer's completion classes when a shell asks for candidates (the env var is set)."""
-    if os.environ.get(COMPLETE_VAR):
-        from typer._completion_classes import completion_init  # noqa: PLC0415 - rarely
+    if not os.environ.get(COMPLETE_VAR):
+        return False
+    from typer._completion_classes import completion_init  # noqa: PLC0415 - rarely
 
-        completion_init()
-
-
-class NativeArgument(TyperArgument):
-    """An argument whose type reads `<path>`, also when it takes several (not `<list[Path]>`)."""
-
-    def display_type_rich(self, ctx: _click.Context) -> str | None:
-        """The type of one value; the `...` after the name says there may be more."""
-        shown = super().display_type_rich(ctx)
-        if shown is not None and shown.startswith("<list[") and shown.endswith("]>"):
-            return f"<{shown[6:-2].lower()}>"
-        return shown
+    completion_init()
+    return True
 
 
 def _native_params(params: list[Any]) -> None:
-    """Flags show no value placeholder; arguments are named in capitals (POLICY)."""
+    """Arguments are named in capitals (POLICY)."""
     for param in params:
-        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
-            param.metavar = ""
-        elif isinstance(param, TyperArgument):
-            if param.metavar is None and param.name:
-                param.metavar = param.name.upper()
-            if type(param) is TyperArgument:
-                param.__class__ = NativeArgument  # display-only override, no new state
+        if isinstance(param, TyperArgument) and param.metavar is None and param.name:
+            param.metavar = param.name.upper()
 
 
 class NativeCommand(TyperCommand):

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from portguard.model import LintWarning
+if TYPE_CHECKING:
+    from portguard.model import LintWarning
 
-__all__ = ["err", "out", "print_warnings", "print_warnings_text", "printable"]
+__all__ = [
+    "err",
+    "out",
+    "print_warning_count",
+    "print_warnings",
+    "print_warnings_text",
+    "printable",
+]
 
 
 def out(text: str) -> None:
@@ -26,6 +35,12 @@ def print_warnings(warnings: Iterable[LintWarning], omitted: int = 0) -> None:
         err(str(warning))
     if omitted:
         err(f"portguard: \u2026 and {omitted} more warning{'' if omitted == 1 else 's'}")
+
+
+def print_warning_count(count: int) -> None:
+    """An unchanged re-apply names how many lint warnings there are, not each one again."""
+    if count:
+        err(f"portguard: {count} lint warning{'' if count == 1 else 's'} (see `portguard check`)")
 
 
 def print_warnings_text(warnings: Iterable[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import StrEnum
+from importlib import import_module
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated
@@ -13,12 +14,8 @@ import typer
 from portguard.cli.output import out, print_warnings
 from portguard.model import Policy
 from portguard.policy import load_policy
-from portguard.render.netsh import render_netsh
-from portguard.render.nftables import render_nftables
-from portguard.render.powershell import render_powershell
-from portguard.render.windivert import render_windivert
 
-__all__ = ["Target", "register"]
+__all__ = ["Target", "register", "renderer"]
 
 
 class Target(StrEnum):
@@ -30,14 +27,22 @@ class Target(StrEnum):
     WINDIVERT = "windivert"
 
 
-RENDERERS: Mapping[Target, Callable[[Policy], str]] = MappingProxyType(
+# Each target's renderer as (module, function): a run imports only the one it asked for.
+RENDERERS: Mapping[Target, tuple[str, str]] = MappingProxyType(
     {
-        Target.NFTABLES: render_nftables,
-        Target.NETSH: render_netsh,
-        Target.POWERSHELL: render_powershell,
-        Target.WINDIVERT: render_windivert,
+        Target.NFTABLES: ("portguard.render.nftables", "render_nftables"),
+        Target.NETSH: ("portguard.render.netsh", "render_netsh"),
+        Target.POWERSHELL: ("portguard.render.powershell", "render_powershell"),
+        Target.WINDIVERT: ("portguard.render.windivert", "render_windivert"),
     }
 )
+
+
+def renderer(target: Target) -> Callable[[Policy], str]:
+    """The function that renders a policy for `target`."""
+    module, name = RENDERERS[target]
+    found: Callable[[Policy], str] = getattr(import_module(module), name)
+    return found
 
 
 def render(
@@ -49,7 +54,7 @@ def render(
     """Print the ruleset POLICY renders to, for TARGET (nothing is applied)."""
     loaded = load_policy(policy)
     print_warnings(loaded.warnings, loaded.omitted_warnings)
-    out(RENDERERS[target](loaded.policy).rstrip("\n"))
+    out(renderer(target)(loaded.policy).rstrip("\n"))
     return 0
 
 

@@ -1,23 +1,20 @@
-"""apply, status and remove on Windows: the same commands, the Windows Firewall backend."""
+"""apply, status and remove on Windows: the same commands, the Windows Firewall backend.
+
+`on_windows()` is asked by every run of apply, check, status and remove, so the Windows
+back end and renderer are imported by the functions that use them, not by this module.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from portguard.backends.windows import (
-    PowerShellRunner,
-    Runner,
-    SyncState,
-    apply_windows,
-    read_firewall,
-    remove_windows,
-    windows_status,
-)
-from portguard.backends.windows_live import profile_causes
 from portguard.cli.output import err, out
-from portguard.model import Policy
-from portguard.render.windows_rules import build_windows_rules
+
+if TYPE_CHECKING:
+    from portguard.backends.windows import Runner
+    from portguard.model import Policy
 
 __all__ = [
     "apply_on_windows",
@@ -37,6 +34,8 @@ def on_windows() -> bool:
 
 def windows_runner() -> Runner:
     """The runner that executes PowerShell scripts on this host."""
+    from portguard.backends.windows import PowerShellRunner  # noqa: PLC0415 - Windows only
+
     return PowerShellRunner()
 
 
@@ -46,6 +45,9 @@ def apply_on_windows(path: Path, policy: Policy) -> int:
     What Windows Firewall cannot express (limit, reject, log, forwarded ...) is said first,
     one `note:` line each on stderr, as `render` writes them into the script.
     """
+    from portguard.backends.windows import apply_windows  # noqa: PLC0415 - Windows only
+    from portguard.render.windows_rules import build_windows_rules  # noqa: PLC0415
+
     for note in build_windows_rules(policy).notes:
         err(f"portguard: note: {note}")
     result = apply_windows(policy, windows_runner())
@@ -63,6 +65,9 @@ def apply_on_windows(path: Path, policy: Policy) -> int:
 
 def status_on_windows(policy: Policy | None, *, check: bool) -> int:
     """Report the portguard rule group; with a policy, whether it holds exactly its rules."""
+    from portguard.backends.windows import SyncState, read_firewall, windows_status  # noqa: PLC0415
+    from portguard.backends.windows_live import profile_causes  # noqa: PLC0415 - Windows only
+
     runner = windows_runner()
     if policy is None:
         live = read_firewall(runner)
@@ -82,6 +87,8 @@ def status_on_windows(policy: Policy | None, *, check: bool) -> int:
 
 def remove_on_windows() -> int:
     """Delete every rule in the portguard group, and nothing else."""
+    from portguard.backends.windows import remove_windows  # noqa: PLC0415 - Windows only
+
     removed = remove_windows(windows_runner())
     out(f"removed {removed} portguard rules" if removed else "no portguard rules; nothing to do")
     return 0

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import sys
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from portguard.facts.published import PublishedPort, PublishedPorts
-from portguard.model import ListeningSocket
+if TYPE_CHECKING:
+    from portguard.facts.published import PublishedPort, PublishedPorts
+    from portguard.model import ListeningSocket
 
 __all__ = ["PublishedPort", "PublishedPorts", "listening_sockets", "published_ports"]
+
+
+def __getattr__(name: str) -> Any:
+    """PublishedPort(s) from facts.published, on first use: a light submodule (generation,
+    which the no-op apply reads) does not load nftables and the renderer with this package."""
+    if name in ("PublishedPort", "PublishedPorts"):
+        return getattr(import_module("portguard.facts.published"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def listening_sockets() -> tuple[ListeningSocket, ...]:
@@ -23,8 +34,8 @@ def listening_sockets() -> tuple[ListeningSocket, ...]:
 
 def published_ports() -> PublishedPorts:
     """Ports this host DNATs elsewhere (none on Windows); NftablesUnavailable without root."""
+    from portguard.facts.published import PublishedPorts, read_published  # noqa: PLC0415
+
     if sys.platform == "win32":
         return PublishedPorts()
-    from portguard.facts.published import read_published  # noqa: PLC0415
-
     return read_published()

@@ -14,7 +14,13 @@ from pathlib import Path
 
 from portguard.errors import PortguardError
 
-__all__ = ["MAX_POLICY_BYTES", "MAX_SET_FILE_BYTES", "FileReadError", "read_regular_file"]
+__all__ = [
+    "MAX_POLICY_BYTES",
+    "MAX_SET_FILE_BYTES",
+    "FileReadError",
+    "read_policy_bytes",
+    "read_regular_file",
+]
 
 MAX_POLICY_BYTES = 4 * 1024 * 1024  # a 10,000-entry policy is about 200 KiB
 MAX_SET_FILE_BYTES = 64 * 1024 * 1024  # about 4 million addresses, one a line
@@ -88,3 +94,11 @@ def _size(limit: int) -> str:
     """A byte count as "4 MiB (4194304 bytes)" when it is whole mebibytes."""
     mib = 1024 * 1024
     return f"{limit // mib} MiB ({limit} bytes)" if limit % mib == 0 else f"{limit} bytes"
+
+
+def read_policy_bytes(path: str | Path) -> bytes:
+    """The bytes of a policy file: a regular file of at most MAX_POLICY_BYTES (the one read)."""
+    try:
+        return read_regular_file(path, MAX_POLICY_BYTES)
+    except FileReadError as exc:
+        raise PortguardError(f"{path}: cannot read policy: {exc.reason}") from None

@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from portguard.errors import Location, PolicyError, PortguardError
+from portguard.errors import Location, PolicyError
 from portguard.model import (
     MAX_PORT,
     AllowRule,
@@ -33,9 +33,9 @@ from portguard.model import (
     RateUnit,
 )
 from portguard.policy.bounded_read import (
-    MAX_POLICY_BYTES,
     MAX_SET_FILE_BYTES,
     FileReadError,
+    read_policy_bytes,
     read_regular_file,
 )
 from portguard.policy.lint import WarningCollector, lint_kinds
@@ -115,14 +115,6 @@ class LoadedPolicy:
 def load_policy(path: str | Path, services: ServiceTable | None = None) -> LoadedPolicy:
     """Read, validate and lint a policy file."""
     return parse_policy(read_policy_bytes(path), str(path), services=services)
-
-
-def read_policy_bytes(path: str | Path) -> bytes:
-    """The bytes of a policy file: a regular file of at most MAX_POLICY_BYTES (the one read)."""
-    try:
-        return read_regular_file(path, MAX_POLICY_BYTES)
-    except FileReadError as exc:
-        raise PortguardError(f"{path}: cannot read policy: {exc.reason}") from None
 
 
 def parse_policy(
