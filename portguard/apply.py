@@ -170,7 +170,7 @@ def gather_facts(
     (or taken from `settled`, records read earlier in this command).
     """
     generation = read_generation()  # first: a commit after it makes a new generation
-    records = state.read_records()
+    records = state.read_records(settled)
     live = proven_live(records, generation)
     if live is None:
         live = read_live_table(kernel)
@@ -185,7 +185,7 @@ def _facts_again(kernel: NftKernel, state: StateDir, earlier: RulesetFacts) -> R
     read again, not the listing of a table that may hold a million elements.
     """
     if earlier.generation is not None and read_generation() == earlier.generation:
-        records = settle_records(state.read_records(), earlier.live, earlier.records)
+        records = settle_records(state.read_records(earlier.records), earlier.live, earlier.records)
         return RulesetFacts(earlier.live, records, earlier.generation)
     return gather_facts(kernel, state, earlier.records)
 

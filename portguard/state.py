@@ -139,6 +139,8 @@ class Records:
     pending: PendingChange | None
     removed_at: str | None
     warnings: tuple[str, ...]
+    # The record files' identities when they were read: equal later, nothing was rewritten.
+    stamp: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,16 @@ class StateDir:
 
     path: Path
 
-    def read_records(self) -> Records:
-        """All records; damaged or unreadable ones become warnings, never a stop."""
+    def read_records(self, earlier: Records | None = None) -> Records:
+        """All records; damaged or unreadable ones become warnings, never a stop.
+
+        `earlier` (records read before in this command) is returned as it is when no record
+        file was written or removed since: a record can hold a million set elements.
+        Last-known-good is parsed only when its bytes differ from applied.json's.
+        """
+        stamp = self._stamp()
+        if earlier is not None and earlier.stamp and earlier.stamp == stamp:
+            return earlier
         warnings: list[str] = []
 
         def tolerant(read: Callable[[], T]) -> T | None:
@@ -158,13 +168,33 @@ class StateDir:
                 warnings.append(f"{error} (ignored)")
                 return None
 
+        applied_raw = tolerant(lambda: self._read_raw(APPLIED_FILE))
+        applied = tolerant(lambda: self._applied_from(APPLIED_FILE, applied_raw))
+        good_raw = tolerant(lambda: self._read_raw(LAST_KNOWN_GOOD_FILE))
+        if good_raw is not None and good_raw == applied_raw and applied is not None:
+            last_known_good: AppliedState | None = applied  # promoted from it, unchanged
+        else:
+            last_known_good = tolerant(lambda: self._applied_from(LAST_KNOWN_GOOD_FILE, good_raw))
         return Records(
-            applied=tolerant(self.read_applied),
-            last_known_good=tolerant(self.read_last_known_good),
+            applied=applied,
+            last_known_good=last_known_good,
             pending=tolerant(self.read_pending),
             removed_at=tolerant(self.read_removed_at),
             warnings=tuple(warnings),
+            stamp=stamp,
         )
+
+    def _stamp(self) -> tuple[tuple[int, ...], ...]:
+        """(inode, size, mtime, ctime) of each record file, () for an absent one."""
+        stamps: list[tuple[int, ...]] = []
+        for name in (APPLIED_FILE, LAST_KNOWN_GOOD_FILE, PENDING_FILE, REMOVED_FILE):
+            try:
+                info = os.lstat(self.path / name)
+            except OSError:
+                stamps.append(())
+                continue
+            stamps.append((info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
+        return tuple(stamps)
 
     def read_applied(self) -> AppliedState | None:
         """What portguard applied last (None if nothing, or removed since)."""
@@ -270,10 +300,14 @@ class StateDir:
             )
 
     def _read_applied_file(self, name: str) -> AppliedState | None:
-        data = self._read_json(name)
+        return self._applied_from(name, self._read_raw(name))
+
+    def _applied_from(self, name: str, raw: bytes | None) -> AppliedState | None:
+        """The applied-state record `name` from its bytes (None: absent)."""
+        path = self.path / name
+        data = None if raw is None else _json_object(path, raw)
         if data is None:
             return None
-        path = self.path / name
         try:
             listing = _listing_field(data)
             generation = generation_from_json(data.get("generation"))
@@ -311,6 +345,11 @@ class StateDir:
         self._unlink(name)
 
     def _read_json(self, name: str) -> dict[str, object] | None:
+        raw = self._read_raw(name)
+        return None if raw is None else _json_object(self.path / name, raw)
+
+    def _read_raw(self, name: str) -> bytes | None:
+        """A record file's bytes (None: absent); StateError if unreadable or too large."""
         path = self.path / name
         if not path.exists():
             return None
@@ -324,13 +363,7 @@ class StateDir:
             raise StateError(f"{path}: cannot read: {exc.strerror or exc}") from None
         if len(raw) > MAX_RECORD_BYTES:
             raise StateError(f"{path}: damaged record: larger than {MAX_RECORD_BYTES} bytes")
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except ValueError as exc:
-            raise StateError(f"{path}: damaged record: {exc}") from None
-        if not isinstance(data, dict):
-            raise StateError(f"{path}: damaged record: not a JSON object")
-        return data
+        return raw
 
     def _write_json(self, name: str, data: Mapping[str, object]) -> None:
         self._ensure_dir()
@@ -377,6 +410,17 @@ def _listing_field(data: Mapping[str, object]) -> str | None:
     if listing_digest(listing) != data.get("listing_sha256"):
         raise ValueError("listing does not match its sha256")
     return listing
+
+
+def _json_object(path: Path, raw: bytes) -> dict[str, object]:
+    """A record's bytes as a JSON object; StateError naming `path` when damaged."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise StateError(f"{path}: damaged record: {exc}") from None
+    if not isinstance(data, dict):
+        raise StateError(f"{path}: damaged record: not a JSON object")
+    return data
 
 
 def text_field(data: Mapping[str, object], key: str) -> str:

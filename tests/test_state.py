@@ -217,3 +217,20 @@ def test_pending_round_trips_and_clears(tmp_path: Path) -> None:
     assert state.read_pending() == PendingChange("", "", None, "2026")
     state.clear_pending()
     assert state.read_pending() is None
+
+
+def test_records_are_parsed_once(tmp_path: Path) -> None:
+    """Last-known-good promoted from applied.json is the same record, parsed once; records
+    read again with nothing rewritten are the earlier ones; any write is read anew."""
+    state = StateDir(tmp_path / "state")
+    state.record_applied(_applied("one"))
+    state.promote_last_known_good(_applied("one"))
+    first = state.read_records()
+    assert first.applied == _applied("one") and first.last_known_good is first.applied
+    assert state.read_records(first) is first
+    state.record_applied(_applied("two"))
+    second = state.read_records(first)
+    assert second is not first and second.applied == _applied("two")
+    assert second.last_known_good == _applied("one")
+    state.record_pending(PendingChange("p.yaml", "version: 1\n", None, "now"))
+    assert state.read_records(second).pending is not None
