@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from portguard.backends.nft_swap import swap_batches
 from portguard.facts.ruleset import LiveTable
 from portguard.policy import parse_policy
-from portguard.render.nft_table import PERSISTENT_SETS, NftTable, table_from_json
+from portguard.render.nft_table import (
+    PERSISTENT_SETS,
+    NftRule,
+    NftSet,
+    NftTable,
+    SetRef,
+    table_from_json,
+)
 from portguard.render.nftables import render_table
 from tests.netns import Netns, portguard_argv
 
@@ -128,3 +135,27 @@ def test_apply_over_a_hand_added_chain_replaces_the_whole_table(
     ruleset = netns.ruleset()
     assert "sneaky" not in ruleset, ruleset
     assert "tcp dport @open_tcp_g0 counter" in ruleset  # the whole-table form, generation 0
+
+
+def test_recorded_elements_read_back_in_both_forms() -> None:
+    """Records keep a set's elements as one text (a line each); older records' lists and
+    empty sets read back to the same table."""
+    table = NftTable(
+        header=("h",),
+        sets=(
+            NftSet("open_tcp", "inet_service", "interval", ("22", "80-90")),
+            NftSet("from4_tcp_1", "ipv4_addr", "interval", ()),
+        ),
+        rules=(NftRule(("tcp dport ", SetRef("open_tcp"), " accept"), comment="c"),),
+    )
+    data = table.to_json()
+    sets = data["sets"]
+    assert isinstance(sets, list) and sets[0]["elements"] == "22\n80-90"
+    assert table_from_json(data) == table
+    older = {
+        **data,
+        "sets": [
+            {**s, "elements": s["elements"].split("\n") if s["elements"] else []} for s in sets
+        ],
+    }
+    assert table_from_json(older) == table

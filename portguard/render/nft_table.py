@@ -176,7 +176,9 @@ class NftTable:
                     "name": s.name,
                     "kind": s.kind,
                     "flags": s.flags,
-                    "elements": list(s.elements),
+                    # One text, a line per element: a record can hold a million elements,
+                    # and one JSON string costs a fraction of a list of them to write and read.
+                    "elements": "\n".join(s.elements),
                     "size": s.size,
                     "timeout": s.timeout,
                 }
@@ -208,7 +210,7 @@ def table_from_json(data: object) -> NftTable:
             name=_text(item.get("name")),
             kind=_text(item.get("kind")),
             flags=_text(item.get("flags")),
-            elements=_texts(item.get("elements")),
+            elements=_elements(item.get("elements")),
             size=_optional_int(item.get("size")),
             timeout=None if item.get("timeout") is None else _text(item.get("timeout")),
         )
@@ -259,6 +261,13 @@ def _text(value: object) -> str:
 
 def _texts(value: object) -> tuple[str, ...]:
     return tuple(_text(v) for v in _list(value))
+
+
+def _elements(value: object) -> tuple[str, ...]:
+    """A set's elements as recorded: one text, a line each (a list in older records)."""
+    if isinstance(value, str):
+        return tuple(value.split("\n")) if value else ()
+    return _texts(value)
 
 
 def _optional_int(value: object) -> int | None:
