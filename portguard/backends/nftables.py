@@ -28,6 +28,7 @@ __all__ = [
 TABLE_REF = f"table {TABLE_FAMILY} {TABLE_NAME}"
 NO_SUCH_OBJECT = "No such file or directory"
 CAP_NET_ADMIN = 12
+LARGE_BATCH_CHARS = 1 << 20
 ERROR_LINE = re.compile(r"^[^:\n]*:(\d+):\d+(?:-\d+)?: Error: (.*)$", re.MULTILINE)
 
 
@@ -146,8 +147,24 @@ class NftKernel:
     handle: Any
 
     def run(self, text: str) -> str:
-        """Send `text` as one batch; KernelRefused (with the offending line) if refused."""
-        return run_batch(self.handle, text)
+        """Send `text` as one batch; KernelRefused (with the offending line) if refused.
+
+        A big batch (a set of a million elements is 20 MB of text) goes through a private
+        temporary file: from a buffer, python-nftables and libnftables each copy it (three
+        copies at libnftables' own peak), and from a file nft names the refused line.
+        """
+        if len(text) < LARGE_BATCH_CHARS:
+            return run_batch(self.handle, text)
+        try:
+            with tempfile.NamedTemporaryFile("w", suffix=".nft", encoding="utf-8") as copy:
+                copy.write(text)
+                copy.flush()
+                rc, output, error = self.handle.cmd_from_file(copy.name)
+        except OSError:  # no writable temporary directory (early boot): from the buffer
+            return run_batch(self.handle, text)
+        if rc != 0:
+            raise refused(text, str(error))
+        return str(output)
 
     def try_run(self, text: str) -> str | None:
         """Send `text` as one batch; the error text if refused, None if it went through."""
