@@ -9,6 +9,7 @@ N (the first packet of each connection, not its later packets), M per blocked po
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,17 @@ allow:
     from: [192.0.2.0/24, "2001:db8:7::/64"]
   - port: 8080
     limit: 100/second
+"""
+# The counters read over netlink (read_counters) and from the stateful listing, as JSON.
+BOTH_READINGS = """
+import dataclasses, json
+from portguard.backends.nftables import open_kernel
+from portguard.facts.counters import parse_counters, read_counters
+kernel = open_kernel()
+netlink = read_counters(kernel)
+kernel.handle.set_stateless_output(False)
+listing = parse_counters(kernel.stateful_listing())
+print(json.dumps({"netlink": dataclasses.asdict(netlink), "listing": dataclasses.asdict(listing)}))
 """
 ALLOWED_22 = 5
 ALLOWED_80 = 3
@@ -113,6 +125,8 @@ def test_stats_count_new_connections_and_blocked_ports(net_lab: Lab, tmp_path: P
         assert {r.outcome for r in outcomes} == {FILTERED}
         data = _stats(net_lab, state)
         assert _entry_packets(data) == {"22": ALLOWED_22, "80": ALLOWED_80, "8080": 0}
+        both = json.loads(net_lab.host.run([sys.executable, "-c", BOTH_READINGS]).stdout)
+        assert both["netlink"] == both["listing"] and both["netlink"]["blocked"]
         assert _by_port(data) == {("tcp", 23): BLOCKED_23, ("udp", 5353): BLOCKED_UDP}
         dropped = data["dropped"]
         assert isinstance(dropped, dict)

@@ -189,6 +189,18 @@ class NftKernel:
             return False
         raise refused(f"delete {TABLE_REF}", error)
 
+    def set_listing(self, name: str) -> str | None:
+        """One set of the table, listed in the handle's output mode (None when absent).
+
+        libnftables fetches only that set's elements for it, not every set's."""
+        command = f"list set {TABLE_FAMILY} {TABLE_NAME} {name}"
+        rc, output, error = self.handle.cmd(command)
+        if rc != 0:
+            if NO_SUCH_OBJECT in error:
+                return None
+            raise refused(command, error)
+        return str(output)
+
     def stateful_listing(self) -> str | None:
         """The table's text listing in the handle's output mode (None when absent): stateful,
         counter values included, except inside `listing`."""

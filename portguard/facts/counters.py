@@ -1,8 +1,11 @@
 """The live table's counters as a fact: per-rule counters by rule kind, and blocked ports.
 
-Read from the kernel's stateful text listing (the stateless one that drift compares prints
-`counter` without values). Each counted rule is told apart by the sets it names, written
-without their generation suffix, so the reading does not depend on rule order.
+The rules' counters are dumped over netlink (facts/rule_netlink.py: no set element is
+fetched, where any listing through libnftables 1.0.6 fetches them all) and the blocked-port
+elements are listed from their one set; where netlink cannot be read, everything comes from
+the kernel's stateful text listing of the table (the stateless one that drift compares
+prints `counter` without values). Each counted rule is told apart by the sets it names,
+written without their generation suffix, so the reading does not depend on rule order.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import re
 from dataclasses import dataclass
 
 from portguard.backends.nftables import NftKernel
+from portguard.facts.rule_netlink import dump_rules
 from portguard.facts.ruleset import SET_REFERENCE, listing_lines
-from portguard.render.nft_table import GENERATIONS
+from portguard.render.nft_table import BLOCKED_SET, GENERATIONS
 
 __all__ = ["BlockedPort", "LiveCounters", "RuleCounter", "parse_counters", "read_counters"]
 
@@ -53,6 +57,17 @@ class LiveCounters:
 def read_counters(kernel: NftKernel) -> LiveCounters | None:
     """The counters of the live table (None when there is no portguard table)."""
     kernel.handle.set_stateless_output(False)
+    dumped = dump_rules()
+    if dumped:  # None: netlink unreadable; (): no rules, perhaps no table (the listing says)
+        blocked = [n for rule in dumped for n in rule.sets if _base(n) == BLOCKED_SET]
+        blocked_listing = kernel.set_listing(blocked[0]) if blocked else None
+        rules = tuple(
+            RuleCounter(rule.chain, tuple(_base(n) for n in rule.sets), *rule.counter)
+            for rule in dumped
+            if rule.counter is not None
+        )
+        ports = () if blocked_listing is None else parse_counters(blocked_listing).blocked
+        return LiveCounters(rules=rules, blocked=ports)
     listing = kernel.stateful_listing()
     return None if listing is None else parse_counters(listing)
 
@@ -69,7 +84,7 @@ def parse_counters(listing: str) -> LiveCounters:
             set_text = []
             continue
         if depth == 1 and text == "}" and block is not None:
-            if block[0] == "set" and _base(block[1]) == "blocked":
+            if block[0] == "set" and _base(block[1]) == BLOCKED_SET:
                 for proto, port, packets, _ in BLOCKED_ELEMENT.findall(" ".join(set_text)):
                     key = (proto, int(port))
                     blocked[key] = blocked.get(key, 0) + int(packets)

@@ -42,6 +42,7 @@ FORWARD_CHAIN = "forward"
 # is final and an accept is not, so the order between them does not matter.
 FORWARD_HEADER = "type filter hook forward priority filter; policy accept;"
 GENERATIONS = ("_g0", "_g1")
+BLOCKED_SET = "blocked"  # dynamic: blocked new connections counted per protocol and port
 MARKER_PREFIX = "portguard rendering "
 # Sets whose elements are runtime state, not the policy's (`portguard ban`): never
 # generation-suffixed, never deleted by a swap, their elements never part of drift.

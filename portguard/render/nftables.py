@@ -30,6 +30,7 @@ from portguard.render.deny import (
 )
 from portguard.render.layout import PolicyLayout, SourcePorts, layout_policy, merge_ranges
 from portguard.render.nft_table import (
+    BLOCKED_SET,
     CHAIN_NAME,
     TABLE_FAMILY,
     TABLE_NAME,
@@ -64,7 +65,6 @@ ACCEPT_LOG_PREFIX = "portguard accept line {line}: "
 # Every allow entry's rule counts what it accepts (new connections: established packets were
 # accepted earlier); the stateless listing drift compares shows no counter values.
 ACCEPT = " counter accept"
-BLOCKED_SET = "blocked"  # dynamic: blocked new connections counted per protocol and port
 BLOCKED_SIZE = 4096
 BLOCKED_TIMEOUT = "1d"  # a port not probed for a day leaves the set
 METER_SIZE = 65535
