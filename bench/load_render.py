@@ -23,12 +23,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.apply_cli import _dotted
+from bench.apply_cli import _dotted, _timed
 from tests.netns import Netns, can_make_netns, throwaway_netns
 
 __all__ = ["Run", "main", "measure"]
@@ -106,18 +105,8 @@ def _child(code: str, root: Path, *args: str) -> Run:
 def _nft(netns: Netns, batch: Path) -> Run:
     """`nft -f` of the replace transaction in the namespace (the table deleted first)."""
     netns.run(["nft", "delete", "table", "inet", "portguard"], check=False)
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        ["ip", "netns", "exec", netns.name, "nft", "-f", str(batch)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        errors = child.stderr.read() if child.stderr else b""
-        raise SystemExit(f"bench.load_render: nft -f failed: {errors!r}")
-    return Run(seconds, 0.0, usage.ru_maxrss / 1024)
+    sample = _timed(netns, ["nft", "-f", str(batch)], batch.parent)
+    return Run(sample.seconds, 0.0, sample.rss_mib)
 
 
 def _write(directory: Path, size: int) -> Path:
