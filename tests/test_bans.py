@@ -39,7 +39,11 @@ FAIL2BAN_ACTION = ROOT / "contrib" / "fail2ban" / "action.d" / "portguard.conf"
 POLICY_A = "version: 1\nallow:\n  - port: 22\n"
 POLICY_B = "version: 1\ndeny: [198.51.100.0/24]\nallow:\n  - port: [22, 80]\n"
 SOURCES = (SCANNER_V4, SCANNER_V4_EXTRA, SCANNER_V6, SCANNER_V6_EXTRA)
-EXPIRY_WAIT = 20.0  # seconds: a 2 s ban must be gone well before this on a loaded machine
+# A timed ban lasts long enough to be probed as banned on a loaded machine (the probe's
+# SYN is retransmitted after 1 s, and starting the ban and the probe can take seconds),
+# and must be gone well before EXPIRY_WAIT.
+TIMED_BAN = "8s"
+EXPIRY_WAIT = 30.0
 
 
 def test_parse_ban_elements_multiline_and_comments() -> None:
@@ -143,11 +147,13 @@ def test_ban_unban_timeout_reapply_and_status(net_lab: Lab, tmp_path: Path) -> N
         rc, _, err = _pg(host, "unban", SCANNER_V4, "--state-dir", state)
         assert (rc, err.count("\n")) == (1, 1) and "is not banned" in err
 
-        assert _pg(host, "ban", SCANNER_V4_EXTRA, "--timeout", "2s", "--state-dir", state)[0] == 0
+        assert (
+            _pg(host, "ban", SCANNER_V4_EXTRA, "--timeout", TIMED_BAN, "--state-dir", state)[0] == 0
+        )
         assert _outcomes(net_lab)[SCANNER_V4_EXTRA] == FILTERED
         deadline = time.monotonic() + EXPIRY_WAIT
         while _outcomes(net_lab)[SCANNER_V4_EXTRA] != OPEN:
-            assert time.monotonic() < deadline, "a 2 s ban did not expire"
+            assert time.monotonic() < deadline, f"a {TIMED_BAN} ban did not expire"
             time.sleep(0.5)
     rc, out, _ = _pg(host, "history", "--format", "json", "--state-dir", state)
     actions = [row["action"] for row in json.loads(out)]
