@@ -244,6 +244,50 @@ def test_whole_table_replace_puts_the_bans_back(netns: Netns, tmp_path: Path) ->
     assert _pg(netns, "status", "--check", "--state-dir", state)[0] == 0
 
 
+BANS = (  # (target, extra ban arguments): IPv4 and IPv6, timeouts, comments, a re-ban
+    ("198.51.100.0/24", ("-t", "1h", "-c", "scan from x")),
+    ("203.0.113.7", ()),
+    ("2001:db8:bad::/48", ("-t", "90s")),
+    ("203.0.113.7", ("-t", "2h", "-c", "again")),
+    ("0.0.0.0/8", ()),  # starts at address zero: written by nft
+    ("255.255.255.0/24", ("-c", "top")),  # reaches the top address: written by nft
+)
+
+
+def test_netlink_bans_list_as_nft_bans(netns: Netns, tmp_path: Path) -> None:
+    """Bans sent over netlink (backends/ban_netlink.py) and the same bans added through nft
+    itself, each into a fresh portguard table, list the same (time left aside)."""
+    policy, state = tmp_path / "policy.yaml", str(tmp_path / "state")
+    policy.write_text(POLICY_A, encoding="utf-8")
+
+    def ban_sets() -> str:
+        listed = [
+            netns.run(["nft", "list", "set", "inet", "portguard", name]).stdout
+            for name in ("ban4", "ban6")
+        ]
+        return re.sub(r" expires \S+", "", "".join(listed))
+
+    assert _pg(netns, "apply", str(policy), "--yes", "--state-dir", state)[0] == 0
+    for target, extra in BANS:
+        assert _pg(netns, "ban", target, *extra, "--state-dir", state)[0] == 0
+    by_portguard = ban_sets()
+    assert _pg(netns, "remove", "--yes", "--state-dir", state)[0] == 0
+    assert _pg(netns, "apply", str(policy), "--yes", "--state-dir", state)[0] == 0
+    for target, extra in BANS:
+        options = dict(zip(extra[::2], extra[1::2], strict=True))
+        element = target + (f" timeout {options['-t']}" if "-t" in options else "")
+        element += f' comment "{options["-c"]}"' if "-c" in options else ""
+        ban_set = "ban6" if ":" in target else "ban4"
+        script = (
+            f"add element inet portguard {ban_set} {{ {target} }}\n"
+            f"delete element inet portguard {ban_set} {{ {target} }}\n"
+            f"add element inet portguard {ban_set} {{ {element} }}\n"
+        )
+        netns.run(["nft", "-f", "-"], input_text=script)
+    assert ban_sets() == by_portguard
+    assert "scan from x" in by_portguard and "2001:db8:bad::/48 timeout 1m30s" in by_portguard
+
+
 def test_ban_elements_are_not_part_of_the_compared_listing() -> None:
     """The listing drift compares keeps the ban sets' declarations but none of their elements."""
     from portguard.backends.nftables import without_dynamic_elements  # noqa: PLC0415

@@ -2,6 +2,8 @@
 
 Bans are kernel state, not policy: `portguard ban` adds an element (with a timeout, if given)
 to a set the rules already use, so it takes effect at once with no reload of any rule. The
+elements go in over netlink (backends/ban_netlink.py): libnftables would first fetch every
+element of every set in the table. The
 elements are read from the kernel's stateful listing of the two sets (the stateless one has
 no `expires`); comments are already reduced by `safe_comment`, so they hold no quote.
 """
@@ -12,6 +14,7 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Network, ip_network
 
+from portguard.backends.ban_netlink import ElementChange, send_element_changes, suits
 from portguard.backends.nftables import NO_SUCH_OBJECT, KernelRefused, NftKernel, refused
 from portguard.errors import PortguardError
 from portguard.model import Network
@@ -89,6 +92,10 @@ def duration_seconds(text: str) -> int:
     return seconds
 
 
+def _ms_of(seconds: int | None) -> int | None:
+    return None if seconds is None else seconds * 1000
+
+
 def _ms(text: str | None) -> int | None:
     if text is None:
         return None
@@ -158,6 +165,16 @@ def add_ban(
         b.network for b in live if subnet_of(b.network, network) and b.network != network
     )
     name = set_for(network)
+    if not folded and suits(network, comment):  # the common case, without libnftables
+        family_empty = not any(b.network.version == network.version for b in live)
+        send_element_changes(
+            (  # add (a no-op if present), delete, add: as the nft batch below
+                ElementChange(True, name, network, zero_end=family_empty),
+                ElementChange(False, name, network),
+                ElementChange(True, name, network, _ms_of(timeout_s), comment),
+            )
+        )
+        return folded
     if folded:
         # nft checks an added interval against the committed set, so the narrower bans must
         # go in a transaction of their own first (their addresses are unbanned for that gap).
@@ -182,7 +199,10 @@ def remove_ban(kernel: NftKernel, network: Network) -> None:
         hint = f" (it is inside the ban on {holder[0]}; unban that)" if holder else ""
         raise NotBanned(f"{network} is not banned{hint}")
     try:
-        kernel.run(f"delete element {TABLE_REF} {set_for(network)} {{ {network} }}\n")
+        if suits(network, None):
+            send_element_changes((ElementChange(False, set_for(network), network),))
+        else:
+            kernel.run(f"delete element {TABLE_REF} {set_for(network)} {{ {network} }}\n")
     except KernelRefused as refusal:  # expired between the read and the delete
         raise NotBanned(f"{network} is not banned ({refusal.kernel_message})") from None
 
