@@ -3,7 +3,8 @@
 Docker, podman/netavark, libvirt and kube-proxy publish a port by DNATing new connections to
 another address. Two sources are read, each by a pure parser:
 
-- the kernel's stateless text listing of the whole ruleset (one `list ruleset`): native
+- the kernel's stateless text listing of every table but portguard's (the tables named
+  over netlink, each listed alone, so portguard's sets are never fetched): native
   `dnat to ADDR[:PORT]`, `dnat ip to ...`, `dnat ip6 to [ADDR]:PORT` and the DNAT targets
   of iptables-nft rules, which nft translates to the same text where it can;
 - `iptables-nft-save -t nat` / `ip6tables-nft-save -t nat` for the tables iptables-nft
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portguard.backends.nftables import open_nftables
+from portguard.facts.nft_netlink import table_names
 from portguard.model import Proto
 from portguard.render.nft_table import TABLE_FAMILY, TABLE_NAME
 
@@ -145,14 +147,28 @@ def parse_save(save_text: str, family: str) -> PublishedPorts:
 def read_published(handle: Any = None) -> PublishedPorts:
     """Read the live ruleset once (NftablesUnavailable without root) and find published ports."""
     nft = handle if handle is not None else open_nftables()
+    # Every table but portguard's, one by one: `list ruleset` (or `list tables`) makes
+    # libnftables fetch the elements of portguard's sets too, a minute at a million.
+    tables = table_names()
+    commands = (
+        ["list ruleset"]
+        if tables is None
+        else [f"list table {f} {n}" for f, n in tables if f"{f} {n}" != OWN_TABLE]
+    )
+    outputs: list[str] = []
+    errors: list[str] = []
     nft.set_stateless_output(True)
     try:
-        with _quiet_stderr():  # libxtables prints "XT target DNAT not found" on fd 2
-            rc, output, error = nft.cmd("list ruleset")
+        for command in commands:
+            with _quiet_stderr():  # libxtables prints "XT target DNAT not found" on fd 2
+                rc, output, error = nft.cmd(command)
+            if rc != 0:
+                return PublishedPorts(notes=(f"could not list the ruleset: {str(error).strip()}",))
+            outputs.append(str(output))
+            errors.append(str(error))
     finally:
         nft.set_stateless_output(False)
-    if rc != 0:
-        return PublishedPorts(notes=(f"could not list the ruleset: {str(error).strip()}",))
+    output, error = "".join(outputs), "".join(errors)
     managed = {f"{m.group(1)} {m.group(2)}" for m in IPTABLES_NFT_WARNING.finditer(str(error))}
     from_save: list[PublishedPorts] = []
     read_by_save: set[str] = set()
