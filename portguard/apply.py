@@ -235,7 +235,7 @@ def execute(
         plan = plan_change(plan.target, facts)
         warnings = list(facts.records.warnings)
         if not plan.kernel_change and not plan.record_change:  # a no-op: no history row
-            applied = facts.records.applied
+            applied = _proven_again(state, facts)
             return ApplyOutcome(False, plan.state, applied, tuple(warnings), facts.generation)
         keep = keep_unrecorded and plan.facts.live is None
         try:
@@ -245,6 +245,27 @@ def execute(
             raise
         noted = note_change(state, plan.target, "applied" if done.changed else "recorded")
         return replace(done, warnings=done.warnings + noted)
+
+
+def _proven_again(state: StateDir, facts: RulesetFacts) -> AppliedState | None:
+    """The applied record, now proven at `facts`' generation when the table had to be listed
+    and was found to be it (something else had committed): the commands after this one need
+    not list it again. Best effort, under the lock; the record is otherwise unchanged."""
+    applied, live = facts.records.applied, facts.live
+    if applied is None or live is None or live.listing is None or facts.generation is None:
+        return applied
+    if facts.records.pending is not None or live.leftover_sets:
+        return applied
+    if applied.generation == facts.generation or live.listing != applied.listing:
+        return applied
+    if table_in_force(facts.records, live) is not applied.table:
+        return applied
+    proven = replace(applied, generation=facts.generation)  # listing: the compared one
+    try:
+        state.record_applied(proven)
+    except StateError:
+        return applied
+    return proven
 
 
 def _carry_out(

@@ -98,6 +98,22 @@ def test_a_commit_elsewhere_is_listed_and_still_in_sync(netns: Netns, tmp_path: 
     assert _facts(netns, state) == (0, "in-sync")
 
 
+def test_an_unchanged_apply_after_a_commit_elsewhere_proves_the_table_again(
+    netns: Netns, tmp_path: Path
+) -> None:
+    """The listing an unchanged apply had to make (and the reproduced one it matched) is
+    recorded with the generation it was read at: the next commands list nothing."""
+    policy, state = _setup(tmp_path)
+    _apply(netns, policy, state)
+    netns.run(["nft", "add", "table", "ip", "someone_else"])
+    _apply(netns, policy, state)
+    record = StateDir(state).read_applied()
+    assert record is not None and record.listing is not None
+    assert _facts(netns, state) == (0, "in-sync")
+    netns.run(["nft", "add", "element", "inet", "portguard", "from4_tcp_1_g0", "{ 192.0.2.0/24 }"])
+    assert _facts(netns, state) == (1, "drifted")
+
+
 @pytest.mark.parametrize(
     "edit",
     [
