@@ -28,6 +28,7 @@ from portguard.facts.generation import (
     NLMSG_ERROR,
     NLMSG_HEADER,
 )
+from portguard.facts.nft_netlink import NLM_F_REQUEST
 from portguard.model import Network
 from portguard.render.nft_table import TABLE_NAME
 
@@ -37,7 +38,6 @@ NFNL_MSG_BATCH_BEGIN = 0x10
 NFNL_MSG_BATCH_END = 0x11
 NFT_MSG_NEWSETELEM = 12
 NFT_MSG_DELSETELEM = 14
-NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_CREATE = 0x400
 NFPROTO_INET = 1

@@ -23,7 +23,7 @@ from portguard.facts.generation import (
     NLMSG_HEADER,
 )
 
-__all__ = ["attributes", "dump", "table_names"]
+__all__ = ["NLM_F_REQUEST", "attributes", "dump", "table_names"]
 
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
