@@ -18,7 +18,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, collapse_addresses
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    summarize_address_range,
+)
 from itertools import pairwise
 
 from portguard.drift import unified_diff
@@ -281,20 +287,50 @@ def _difference(
 def subtract_networks(
     minuend: Iterable[Network], subtrahend: Iterable[Network]
 ) -> tuple[Network, ...]:
-    """The addresses in `minuend` that are not in `subtrahend`, collapsed, IPv4 first."""
-    removed = list(subtrahend)
-    pieces: list[Network] = list(minuend)
-    for cut in removed:
-        kept: list[Network] = []
-        for piece in pieces:
-            if piece.version != cut.version or not piece.overlaps(cut):
-                kept.append(piece)
-            elif piece.prefixlen < cut.prefixlen:  # the cut lies inside the piece
-                kept.extend(piece.address_exclude(cut))  # type: ignore[arg-type]
-        pieces = kept
-    v4 = collapse_addresses(p for p in pieces if isinstance(p, IPv4Network))
-    v6 = collapse_addresses(p for p in pieces if isinstance(p, IPv6Network))
-    return (*v4, *v6)
+    """The addresses in `minuend` that are not in `subtrahend`, collapsed, IPv4 first.
+
+    A sweep over merged integer intervals: linear after the sort, where cutting every piece
+    by every network was the product of the two lists (a minute at 4k sources).
+    """
+    minuend, subtrahend = list(minuend), list(subtrahend)
+    result: list[Network] = []
+    for cls, address in ((IPv4Network, IPv4Address), (IPv6Network, IPv6Address)):
+        keep = _intervals(n for n in minuend if isinstance(n, cls))
+        cut = _intervals(n for n in subtrahend if isinstance(n, cls))
+        for first, last in _interval_difference(keep, cut):
+            result.extend(summarize_address_range(address(first), address(last)))
+    return tuple(result)
+
+
+def _intervals(networks: Iterable[Network]) -> list[tuple[int, int]]:
+    """The networks as sorted (first, last) integer intervals, overlapping or touching merged."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted((int(n.network_address), int(n.broadcast_address)) for n in networks):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _interval_difference(
+    keep: list[tuple[int, int]], cut: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The parts of the merged intervals `keep` outside the merged intervals `cut`."""
+    out: list[tuple[int, int]] = []
+    index = 0
+    for first, last in keep:
+        while index < len(cut) and cut[index][1] < first:
+            index += 1
+        position, scan = first, index
+        while scan < len(cut) and cut[scan][0] <= last:
+            if cut[scan][0] > position:
+                out.append((position, cut[scan][0] - 1))
+            position = max(position, cut[scan][1] + 1)
+            scan += 1
+        if position <= last:
+            out.append((position, last))
+    return out
 
 
 def _source_names(sources: tuple[Network, ...]) -> tuple[str, ...]:
