@@ -32,7 +32,7 @@ from portguard.backends.nft_swap import Loaded, load_table, replace_whole
 from portguard.backends.nftables import KernelRefused, NftKernel
 from portguard.drift import RulesetState, classify, table_in_force
 from portguard.errors import PortguardError
-from portguard.facts.generation import RulesetGeneration, read_generation
+from portguard.facts.generation import Commits, RulesetGeneration, read_generation
 from portguard.facts.proven import proven_live, settle_records
 from portguard.facts.reference import can_reproduce
 from portguard.facts.ruleset import LiveTable, read_live_table
@@ -318,13 +318,12 @@ class _ProvenLoad:
 def _proven(before: RulesetGeneration | None, loaded: Loaded | None) -> _ProvenLoad | None:
     """The proof that the live table is exactly what `loaded` put there, if the generation
     moved by exactly its number of commits (None: something else committed, or unknown)."""
-    after = read_generation()
-    if before is None or after is None or loaded is None or not can_reproduce():
+    if loaded is None or not can_reproduce():
         return None  # without a private namespace a later comparison needs the listing now
-    same_namespace = (before.boot_id, before.netns_cookie) == (after.boot_id, after.netns_cookie)
-    if not same_namespace or after.genid != before.genid + loaded.commits:
+    commits = Commits(before, read_generation(), loaded.commits)
+    if not commits.alone or commits.after is None:
         return None
-    return _ProvenLoad(after, loaded.suffix)
+    return _ProvenLoad(commits.after, loaded.suffix)
 
 
 def _change_kernel(kernel: NftKernel, plan: ChangePlan, state: StateDir) -> Loaded | None:

@@ -12,11 +12,11 @@ from ipaddress import ip_network
 from portguard.backends.bans import add_ban, remove_ban
 from portguard.backends.nftables import NftKernel
 from portguard.errors import PortguardError
-from portguard.facts.generation import read_generation
+from portguard.facts.generation import Commits, read_generation
 from portguard.history import HistoryError, note_change, trusted_state_dir
 from portguard.lockout import LockoutRefused, SshConnection
 from portguard.model import Network
-from portguard.proof_carry import Commits, carry_proof
+from portguard.proof_carry import carry_proof
 from portguard.render.nft_table import NftTable
 from portguard.render.nftables import safe_comment
 from portguard.state import Action, StateDir

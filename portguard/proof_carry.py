@@ -11,33 +11,13 @@ proofs stay behind (the next command lists the table and compares it, as always)
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from portguard.facts.generation import RulesetGeneration
+from portguard.facts.generation import Commits
 from portguard.noop import applied_stat, carry_noop_proof
 from portguard.state import StateDir, StateError
 
-__all__ = ["Commits", "carry_proof"]
-
-
-@dataclass(frozen=True)
-class Commits:
-    """A command's transactions: the generation before and after, and how many it made."""
-
-    before: RulesetGeneration | None
-    after: RulesetGeneration | None
-    count: int
-
-    @property
-    def alone(self) -> bool:
-        """Whether the command's own commits were the only ones between before and after."""
-        if self.before is None or self.after is None:
-            return False
-        same = (self.before.boot_id, self.before.netns_cookie) == (
-            self.after.boot_id,
-            self.after.netns_cookie,
-        )
-        return same and self.after.genid == self.before.genid + self.count
+__all__ = ["carry_proof"]
 
 
 def carry_proof(state: StateDir, commits: Commits) -> None:

@@ -13,7 +13,6 @@ tests/test_bans.py checks the listings of both ways are the same, and bans with 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 import struct
@@ -104,7 +103,7 @@ def _acknowledged(sock: socket.socket, count: int) -> None:
             if kind == NLMSG_ERROR:
                 (code,) = struct.unpack_from("=i", data, offset + NLMSG_HEADER.size)
                 if code != 0:
-                    raise KernelRefused(os.strerror(-code) or errno.errorcode[-code], None, None)
+                    raise KernelRefused(os.strerror(-code), None, None)
                 pending.discard(seq)
             offset += (length + 3) & ~3
 

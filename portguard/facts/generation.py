@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RulesetGeneration", "generation_from_json", "read_generation"]
+__all__ = ["Commits", "RulesetGeneration", "generation_from_json", "read_generation"]
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 NETLINK_NETFILTER = 12
@@ -44,6 +44,26 @@ class RulesetGeneration:
     def to_json(self) -> dict[str, object]:
         """A JSON-ready form."""
         return {"boot_id": self.boot_id, "netns_cookie": self.netns_cookie, "genid": self.genid}
+
+
+@dataclass(frozen=True)
+class Commits:
+    """A command's transactions: the generation before and after, and how many it made."""
+
+    before: RulesetGeneration | None
+    after: RulesetGeneration | None
+    count: int
+
+    @property
+    def alone(self) -> bool:
+        """Whether the command's own commits were the only ones between before and after."""
+        if self.before is None or self.after is None:
+            return False
+        same = (self.before.boot_id, self.before.netns_cookie) == (
+            self.after.boot_id,
+            self.after.netns_cookie,
+        )
+        return same and self.after.genid == self.before.genid + self.count
 
 
 def generation_from_json(value: object) -> RulesetGeneration | None:

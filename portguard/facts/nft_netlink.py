@@ -9,6 +9,8 @@ sources that is a minute and more than a gigabyte. The table names and the rules
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from portguard.facts.generation import (
     NLMSG_HEADER,
 )
 
-__all__ = ["NLM_F_REQUEST", "attributes", "dump", "table_names"]
+__all__ = ["NLM_F_REQUEST", "attributes", "dump", "receive_dump", "table_names"]
 
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
@@ -44,29 +46,34 @@ def dump(request: int, answer: int, family: int, attrs: bytes = b"") -> Iterator
         sock.bind((0, 0))
         body = NFGEN_HEADER.pack(family, 0, 0) + attrs
         kind = (NFNL_SUBSYS_NFTABLES << 8) | request
-        header = NLMSG_HEADER.pack(
-            NLMSG_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0
-        )
-        sock.send(header + body)
-        while True:
-            data = sock.recv(RECV_BYTES)
-            offset = 0
-            while offset + NLMSG_HEADER.size <= len(data):
-                length, kind = NLMSG_HEADER.unpack_from(data, offset)[:2]
-                if length < NLMSG_HEADER.size:
-                    raise ValueError("short netlink message")
-                if kind == NLMSG_DONE:
+        flags = NLM_F_REQUEST | NLM_F_DUMP
+        sock.send(NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), kind, flags, 1, 0) + body)
+        for message_kind, message in receive_dump(sock):
+            if message_kind == (NFNL_SUBSYS_NFTABLES << 8) | answer:
+                yield NFGEN_HEADER.unpack_from(message)[0], message[NFGEN_HEADER.size :]
+
+
+def receive_dump(link: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """(type, body) of every netlink message of one dump, until NLMSG_DONE (OSError on an
+    error answer); shared by the nf_tables dumps and sock_diag (facts/sockets.py)."""
+    while True:
+        data = link.recv(RECV_BYTES)
+        if not data:
+            return
+        offset = 0
+        while offset + NLMSG_HEADER.size <= len(data):
+            length, kind = NLMSG_HEADER.unpack_from(data, offset)[:2]
+            if length < NLMSG_HEADER.size:
+                raise OSError(errno.EPROTO, "short netlink message")
+            if kind == NLMSG_DONE:
+                return
+            if kind == NLMSG_ERROR:
+                (code,) = struct.unpack_from("=i", data, offset + NLMSG_HEADER.size)
+                if code == 0:
                     return
-                if kind == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", data, offset + NLMSG_HEADER.size)
-                    if code == 0:
-                        return
-                    raise OSError(-code, "nf_tables refused the dump")
-                if kind == (NFNL_SUBSYS_NFTABLES << 8) | answer:
-                    start = offset + NLMSG_HEADER.size
-                    message_family = NFGEN_HEADER.unpack_from(data, start)[0]
-                    yield message_family, data[start + NFGEN_HEADER.size : offset + length]
-                offset += (length + 3) & ~3
+                raise OSError(-code, os.strerror(-code))
+            yield kind, data[offset + NLMSG_HEADER.size : offset + length]
+            offset += (length + 3) & ~3
 
 
 def attributes(data: bytes) -> Iterator[tuple[int, bytes]]:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 
+from portguard.facts.ruleset import parse_live_table
 from portguard.render.nft_table import NftTable
 
 __all__ = ["can_reproduce", "reference_listing"]
@@ -38,8 +39,6 @@ def can_reproduce() -> bool:
 
 def reference_listing(table: NftTable, suffix: str) -> str | None:
     """The stateless listing nft gives for `table` under `suffix`, loaded alone (None: cannot)."""
-    from portguard.facts.ruleset import parse_live_table  # noqa: PLC0415 - avoids a cycle
-
     if not can_reproduce():
         return None
     command = [UNSHARE, "--net", "--", sys.executable, "-m", "portguard.cli.nft_reference"]

@@ -18,6 +18,7 @@ from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 
 from portguard.errors import PortguardError
+from portguard.facts.nft_netlink import receive_dump
 from portguard.model import ListeningSocket, Proto
 
 __all__ = [
@@ -38,11 +39,10 @@ NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
 TCP_ESTABLISHED = 1
 TCP_LISTEN = 10
 TCP_CLOSE = 7  # an unconnected UDP socket
+NLMSG_ERROR = 2
 NLMSG_HEADER = struct.Struct("=IHHII")
 DIAG_REQUEST = struct.Struct("=BBBBI48s")
 # inet_diag_msg: family, state, timer, retrans, sport, dport (big endian), src, dst, if,
@@ -62,7 +62,6 @@ INET_DIAG_BC_S_LE = 3
 RANGE_CODE = 20  # bytes of bytecode per port range
 MAX_FILTER_RANGES = 512  # beyond this, the kernel filters by state only and Python by port
 INET_DIAG_SKV6ONLY = 11  # sent for IPv6 sockets in LISTEN or CLOSE
-RECV_BUFFER = 1 << 20
 PROTO_NUMBERS = MappingProxyType({Proto.TCP: socket.IPPROTO_TCP, Proto.UDP: socket.IPPROTO_UDP})
 STATE_FILTER = MappingProxyType({Proto.TCP: 1 << TCP_LISTEN, Proto.UDP: 1 << TCP_CLOSE})
 PROC = "/proc"
@@ -211,29 +210,9 @@ def _dump(family: int, protocol: int, states: int, bytecode: bytes) -> list[byte
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as link:
             link.sendto(header + request, (0, 0))
-            return list(_receive_dump(link))
+            return [body for _kind, body in receive_dump(link)]
     except OSError as exc:
         raise SocketFactsError(f"cannot read the socket table (sock_diag): {exc}") from None
-
-
-def _receive_dump(link: socket.socket) -> Iterator[bytes]:
-    """Every netlink message body of one dump, until NLMSG_DONE."""
-    while True:
-        data = link.recv(RECV_BUFFER)
-        offset = 0
-        while offset + NLMSG_HEADER.size <= len(data):
-            length, kind, _flags, _seq, _pid = NLMSG_HEADER.unpack_from(data, offset)
-            if kind == NLMSG_DONE:
-                return
-            if kind == NLMSG_ERROR:
-                (code,) = struct.unpack_from("=i", data, offset + NLMSG_HEADER.size)
-                if code == 0:
-                    return
-                raise OSError(-code, os.strerror(-code))
-            yield data[offset + NLMSG_HEADER.size : offset + length]
-            offset += (length + 3) & ~3
-        if not data:
-            return
 
 
 def parse_diag_messages(proto: Proto, bodies: Iterable[bytes]) -> Iterator[RawSocket]:
